@@ -1,0 +1,1 @@
+"""The built-in adapters: http, sftp. Each registers through the hookbridge.adapters entry point."""

@@ -1,0 +1,1 @@
+"""pytest plugin of hookbridge: loopback server fixtures. Imports server libraries lazily."""

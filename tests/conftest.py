@@ -1,0 +1,42 @@
+"""Shared fixtures: every core test runs on asyncio and on trio, with virtual time on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from typing import Any
+
+import pytest
+
+# Importing Airflow creates $AIRFLOW_HOME/logs: keep it out of the user's home.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="hookbridge-airflow-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "false")
+
+
+def _virtual_time_loop() -> asyncio.AbstractEventLoop:
+    import looptime
+
+    return looptime.new_event_loop(start=1000.0)
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    """Both backends; a test that also requests ``mock_clock`` gets virtual time on both.
+
+    trio takes ``MockClock(autojump_threshold=0)``; asyncio takes a looptime event loop. In both,
+    sleeps end as soon as every task is blocked and ``anyio.current_time()`` jumps ahead.
+    """
+    name = str(request.param)
+    if "mock_clock" not in request.fixturenames:
+        return name, {}
+    if name == "trio":
+        import trio.testing
+
+        return name, {"clock": trio.testing.MockClock(autojump_threshold=0)}
+    return name, {"loop_factory": _virtual_time_loop}
+
+
+@pytest.fixture
+def mock_clock() -> None:
+    """Marker fixture: request it to run the test on virtual time (see ``anyio_backend``)."""
