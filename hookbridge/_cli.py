@@ -1,0 +1,212 @@
+"""The ``hookbridge`` command: list adapters, check a connection, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+
+from ._demo import DemoResult, DemoUI, ProgressHandle, demo_parts, run_part
+from ._errors import HookBridgeError
+from ._registry import open as open_adapter
+from ._registry import registered_adapters
+
+__all__ = ["main"]
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], title: str = "") -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+        if title:
+            print(title)
+        print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+        for row in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+        return
+    table = Table(title=title or None)
+    for h in headers:
+        table.add_column(h)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+def cmd_adapters(_: argparse.Namespace) -> int:
+    rows = [
+        [i.name, ", ".join(i.conn_types) or "-", i.source, i.target, i.error or "ok"]
+        for i in registered_adapters()
+    ]
+    _table(["adapter", "conn_types", "source", "target", "status"], rows, "hookbridge adapters")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    async def check() -> None:
+        async with open_adapter(args.conn_id, adapter=args.adapter) as adapter:
+            print(f"{args.conn_id}: opened {adapter!r}")
+            probe = getattr(adapter, "check", None)
+            if probe is not None:
+                print(f"{args.conn_id}: {await probe()}")
+
+    try:
+        anyio.run(check)
+    except HookBridgeError as exc:
+        print(f"{args.conn_id}: FAILED: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+class _PlainProgress:
+    def __init__(self, description: str, total: int | None) -> None:
+        self.description, self.total, self.done = description, total, 0
+        self._next_report = 0
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        step = max(1, (self.total or 1000) // 10)
+        if self.done >= self._next_report:
+            print(f"  {self.description}: {self.done}/{self.total or '?'}", flush=True)
+            self._next_report = self.done + step
+
+    def update(self, *, total: int | None = None, description: str | None = None) -> None:
+        if total is not None:
+            self.total = total
+        if description is not None:
+            self.description = description
+
+
+class _PlainUI:
+    def progress(self, description: str, total: int | None = None) -> ProgressHandle:
+        return _PlainProgress(description, total)
+
+    def log(self, message: str) -> None:
+        print(message, flush=True)
+
+
+class _RichProgress:
+    def __init__(self, progress: Any, description: str, total: int | None) -> None:
+        self._progress = progress
+        self._task = progress.add_task(description, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        self._progress.advance(self._task, n)
+
+    def update(self, *, total: int | None = None, description: str | None = None) -> None:
+        kwargs: dict[str, Any] = {}
+        if total is not None:
+            kwargs["total"] = total
+        if description is not None:
+            kwargs["description"] = description
+        self._progress.update(self._task, **kwargs)
+
+
+class _RichUI:
+    def __init__(self, progress: Any) -> None:
+        self._progress = progress
+
+    def progress(self, description: str, total: int | None = None) -> ProgressHandle:
+        return _RichProgress(self._progress, description, total)
+
+    def log(self, message: str) -> None:
+        self._progress.console.log(message)
+
+
+async def _run_demo(only: Sequence[str]) -> list[DemoResult | tuple[str, str]]:
+    results: list[DemoResult | tuple[str, str]] = []
+    parts = [(n, p) for n, p in demo_parts() if not only or n in only]
+    if not parts:
+        raise SystemExit(
+            "no demo parts are installed: install the adapters' extras, "
+            "for example pip install -e '.[all]'"
+        )
+
+    async def run_all(ui: DemoUI) -> None:
+        for name, part in parts:
+            if isinstance(part, str):
+                results.append((name, f"skipped: {part}"))
+                continue
+            ui.log(f"[{name}] starting")
+            results.append(await run_part(part, ui))
+
+    try:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+    except ImportError:
+        await run_all(_PlainUI())
+        return results
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+    ) as progress:
+        await run_all(_RichUI(progress))
+    return results
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    results = anyio.run(_run_demo, args.only or (), backend="asyncio")
+    rows = []
+    failed = 0
+    for r in results:
+        if isinstance(r, tuple):
+            rows.append([r[0], "-", "-", "-", "-", "-", "-", "-", r[1]])
+            continue
+        failed += r.failed
+        rows.append(
+            [
+                r.part,
+                f"{r.operations:,}",
+                f"{r.seconds:.2f} s",
+                f"{r.throughput:,.0f}/s",
+                str(r.retries),
+                str(r.throttles),
+                str(r.failed),
+                _human_bytes(r.peak_memory),
+                r.notes,
+            ]
+        )
+    _table(
+        ["part", "operations", "time", "throughput", "retries", "throttles honoured", "failed",
+         "peak heap", "notes"],
+        rows,
+        "hookbridge demo",
+    )
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="hookbridge", description="Async adapters over Airflow provider hooks."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("adapters", help="list the registered adapters and their conn_types")
+    check = sub.add_parser("check", help="open the adapter of a connection and probe it")
+    check.add_argument("conn_id")
+    check.add_argument("--adapter", help="adapter name, when the conn_type does not pick one")
+    demo = sub.add_parser("demo", help="run every adapter against embedded loopback servers")
+    demo.add_argument("--only", nargs="*", help="run only these parts (e.g. http sftp)")
+    args = parser.parse_args(argv)
+    handler = {"adapters": cmd_adapters, "check": cmd_check, "demo": cmd_demo}[args.command]
+    return handler(args)
