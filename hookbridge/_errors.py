@@ -20,6 +20,7 @@ __all__ = [
     "DeadlineExceeded",
     "FailedItem",
     "HookBridgeError",
+    "MalformedResponse",
     "PaginationRefused",
     "PathRefused",
     "PoolClosed",
@@ -218,3 +219,13 @@ class BatchError(HookBridgeError):
         self.failures = tuple(failures)
         self.completed = completed
         self.not_run = not_run
+
+
+class MalformedResponse(HookBridgeError):
+    """A page's body or headers do not have the shape the pagination strategy expects."""
+
+    def __init__(self, reason: str, *, url: str | None = None):
+        where = f" [page {redact(url)}]" if url else ""
+        super().__init__(f"{reason}{where}")
+        self.reason = reason
+        self.url = url
