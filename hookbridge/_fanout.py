@@ -1,0 +1,655 @@
+"""Fan-out: run an async function over many items with bounded concurrency, streaming the results.
+
+Written here rather than taken from aiometer: its ``amap`` takes a Sequence (a generator or a
+pagination stream must be materialized first), starts a task per item (about twenty times the
+cost per item of this module on a no-op call), and sizes its result stream to ``len(args)``, so
+results pile up without bound behind a consumer that falls behind. hookbridge needs lazy, async
+inputs, memory independent of the input's size, input-ordered output, and an account of every
+failed item.
+
+How it works: a producer task pulls items, each only against a credit of the *window*
+(``2 * max_at_once`` credits), and queues them for at most ``max_at_once`` worker tasks (started
+on demand); the workers send results to a bounded memory object stream, whose receiving end hands
+them out (restoring input order when ``ordered``) and returns one credit per result it delivers.
+So at most ``2 * max_at_once`` items are ever between being pulled from the input and being
+delivered: that bounds the reordering memory behind a slow item, and when the consumer stops
+reading, nothing more is pulled.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from importlib import import_module
+from inspect import isasyncgen
+from typing import Any, Generic, Literal, Protocol, TypeVar, cast, overload
+
+import anyio
+from anyio.abc import ObjectReceiveStream, TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._errors import BatchError, ConfigurationError, FailedItem
+
+__all__ = ["Outcome", "Progress", "amap"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Items that may be between "pulled from the input" and "delivered", per unit of max_at_once:
+#: max_at_once running plus as many finished ones waiting behind a slow item (or for the consumer).
+_WINDOW_FACTOR = 2
+# Closing an async generator runs under a shield; one that hangs in its cleanup is abandoned.
+_CLOSE_TIMEOUT = 5.0
+_DEFAULT_LOGGER = "hookbridge.progress"
+# BaseExceptionGroup is a builtin from Python 3.11 on; before that anyio installs the backport.
+# Looked up at run time because mypy checks as 3.10, where the backport's stubs may be absent.
+_GROUP: type[BaseException] = (
+    getattr(builtins, "BaseExceptionGroup", None)
+    or import_module("exceptiongroup").BaseExceptionGroup
+)
+_MISSING: Any = object()
+
+_Job = tuple[int, Any]
+
+
+class _Limiter(Protocol):
+    """What ``amap`` needs from ``hookbridge.Limits``: ``async with limits(): ...``."""
+
+    def __call__(self) -> AbstractAsyncContextManager[None]: ...
+
+
+# No slots: on Python 3.10, a frozen slotted generic dataclass fails when built as Outcome[A, B](...).
+@dataclass(frozen=True)
+class Outcome(Generic[T, R]):
+    """What ``on_error="collect"`` yields for one input item: its value or its error."""
+
+    index: int
+    item: T
+    value: R | None = None
+    error: Exception | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the call returned (``value`` is its result), False when it raised."""
+        return self.error is None
+
+    def unwrap(self) -> R:
+        """Return the value, or raise the error the call raised."""
+        if self.error is not None:
+            raise self.error
+        return cast(R, self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A snapshot of a running fan-out, passed to the ``progress`` callback after each item."""
+
+    done: int  # calls that returned
+    failed: int  # calls that raised
+    in_flight: int  # items a worker holds right now (waiting for limits or running)
+    started: int  # items a worker took, ever
+    elapsed: float  # seconds since the fan-out started
+    rate: float  # finished (done + failed) items per second, since the start
+
+
+@overload
+def amap(
+    fn: Callable[[T], Awaitable[R]],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    max_at_once: int,
+    limits: _Limiter | None = None,
+    ordered: bool = True,
+    on_error: Literal["raise"] = "raise",
+    progress: Callable[[Progress], object] | None = None,
+    progress_interval: float = 10.0,
+    logger: logging.Logger | None = None,
+) -> AbstractAsyncContextManager[ObjectReceiveStream[R]]: ...
+
+
+@overload
+def amap(
+    fn: Callable[[T], Awaitable[R]],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    max_at_once: int,
+    limits: _Limiter | None = None,
+    ordered: bool = True,
+    on_error: Literal["collect"],
+    progress: Callable[[Progress], object] | None = None,
+    progress_interval: float = 10.0,
+    logger: logging.Logger | None = None,
+) -> AbstractAsyncContextManager[ObjectReceiveStream[Outcome[T, R]]]: ...
+
+
+@overload
+def amap(
+    fn: Callable[[T], Awaitable[R]],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    max_at_once: int,
+    limits: _Limiter | None = None,
+    ordered: bool = True,
+    on_error: Literal["raise", "collect"],
+    progress: Callable[[Progress], object] | None = None,
+    progress_interval: float = 10.0,
+    logger: logging.Logger | None = None,
+) -> AbstractAsyncContextManager[ObjectReceiveStream[R | Outcome[T, R]]]: ...
+
+
+def amap(
+    fn: Callable[[T], Awaitable[R]],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    max_at_once: int,
+    limits: _Limiter | None = None,
+    ordered: bool = True,
+    on_error: Literal["raise", "collect"] = "raise",
+    progress: Callable[[Progress], object] | None = None,
+    progress_interval: float = 10.0,
+    logger: logging.Logger | None = None,
+) -> AbstractAsyncContextManager[ObjectReceiveStream[Any]]:
+    """Run ``fn(item)`` for every item, at most ``max_at_once`` at a time; stream the results.
+
+    ::
+
+        async with amap(fetch, ids, max_at_once=100) as results:
+            async for value in results:
+                ...
+
+    ``items`` (an iterable or an async iterable) is read lazily, in a task the context manager
+    owns: at most ``2 * max_at_once`` items are pulled ahead of the consumer, so memory does not
+    depend on the input's size, and a consumer that stops reading stops the input too. An async
+    generator given as ``items`` is closed by that task when the fan-out ends.
+
+    ``ordered=True`` yields results in input order (a slow item holds back the ones after it, at
+    most ``2 * max_at_once - 1`` of them); ``ordered=False`` yields them as they finish.
+
+    ``on_error="raise"`` yields values. The first call that raises cancels the remaining work,
+    and the next receive raises ``BatchError`` naming every item that failed (its ``not_run``
+    counts the items pulled but not finished, or for a sized input all unfinished items); a
+    consumer that leaves the block before that receive gets no error. ``on_error="collect"``
+    yields an ``Outcome`` for every input item, whether its call returned or raised ``Exception``;
+    cancellation and other ``BaseException`` always propagate. An error raised by ``items``
+    itself ends the input: the items pulled before it are finished and delivered, then the next
+    receive raises it unchanged.
+
+    Leaving the ``async with`` block early cancels the remaining work. Each call runs inside
+    ``async with limits():`` when ``limits`` is given. ``progress`` (a plain callable) receives a
+    ``Progress`` after every finished call; ``logger`` (default ``hookbridge.progress``) gets an
+    INFO line at most every ``progress_interval`` seconds, checked when a call finishes, and a
+    summary when the fan-out ends (only when INFO is enabled when it starts).
+    """
+    if not isinstance(max_at_once, int) or isinstance(max_at_once, bool) or max_at_once < 1:
+        raise ConfigurationError(
+            f"max_at_once must be an integer >= 1 (how many calls may run at once), "
+            f"got {max_at_once!r}",
+            field="max_at_once",
+        )
+    if on_error not in ("raise", "collect"):
+        raise ConfigurationError(
+            f"on_error must be 'raise' (stop at the first failure) or 'collect' (an Outcome "
+            f"for every item), got {on_error!r}",
+            field="on_error",
+        )
+    if not callable(fn):
+        raise ConfigurationError(
+            f"fn must be an async callable taking one item, got {fn!r}", field="fn"
+        )
+    if not isinstance(items, (Iterable, AsyncIterable)):
+        raise ConfigurationError(
+            f"items must be an iterable or an async iterable, got {type(items).__name__}",
+            field="items",
+        )
+    if limits is not None and not callable(limits):
+        raise ConfigurationError(
+            f"limits must be a hookbridge.Limits (used as `async with limits():`), got {limits!r}",
+            field="limits",
+        )
+    if progress is not None and not callable(progress):
+        raise ConfigurationError(
+            f"progress must be a callable taking a Progress, got {progress!r}", field="progress"
+        )
+    if (
+        not isinstance(progress_interval, (int, float))
+        or isinstance(progress_interval, bool)
+        or not progress_interval > 0
+    ):
+        raise ConfigurationError(
+            f"progress_interval must be a number of seconds > 0, got {progress_interval!r}",
+            field="progress_interval",
+        )
+    run = _Run(
+        fn,
+        max_at_once=max_at_once,
+        limits=limits,
+        ordered=bool(ordered),
+        collect=on_error == "collect",
+        progress=progress,
+        interval=float(progress_interval),
+        logger=logger if logger is not None else logging.getLogger(_DEFAULT_LOGGER),
+        total=_size(items),
+    )
+    return _open(run, items)
+
+
+def _size(items: object) -> int | None:
+    try:
+        return len(items)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+class _Run:
+    """The state of one fan-out, shared by the producer, the workers and the result stream."""
+
+    # Set by work(), inside the event loop.
+    tg: TaskGroup
+    results: MemoryObjectSendStream[_Job]
+
+    def __init__(
+        self,
+        fn: Callable[[Any], Awaitable[Any]],
+        *,
+        max_at_once: int,
+        limits: _Limiter | None,
+        ordered: bool,
+        collect: bool,
+        progress: Callable[[Progress], object] | None,
+        interval: float,
+        logger: logging.Logger,
+        total: int | None,
+    ) -> None:
+        self.fn = fn
+        self.max_at_once = max_at_once
+        self.limits = limits
+        self.ordered = ordered
+        self.collect = collect
+        self.progress = progress
+        self.interval = interval
+        self.logger = logger
+        self.total = total
+        self.pulled = 0
+        self.started = 0
+        self.in_flight = 0
+        self.done = 0
+        self.failed = 0
+        self.workers = 0
+        # Set when the work must end (a failure in raise mode, the consumer gone): workers and
+        # the producer check it between items, since an item that never waits has no checkpoint.
+        self.stopped = False
+        self.failures: list[FailedItem] = []
+        self.jobs: deque[_Job] = deque()
+        self.sleepers: list[anyio.Event] = []  # idle workers, each waiting on its own event
+        self.waking = False  # a worker was woken or started and has not looked at the queue yet
+        self.exhausted = False  # the producer has queued its last job
+        # Consumers waiting for a result. They wait on their own events rather than in the
+        # stream's receive(), which loses the item it was handed if the receiver is cancelled
+        # before it resumes (asyncio); a cancelled wait here loses nothing.
+        self.receivers: list[anyio.Event] = []
+        self.source_error: Exception | None = None
+        # Everything below is set by start(), inside the event loop.
+        self.log = False
+        self.watch = False
+        self.t0 = 0.0
+        self.next_log = 0.0
+        self.credits: anyio.Semaphore | None = None
+        self.work_scope: anyio.CancelScope | None = None
+
+    def start(self) -> anyio.Semaphore:
+        self.t0 = anyio.current_time()
+        self.next_log = self.t0 + self.interval
+        self.log = self.logger.isEnabledFor(logging.INFO)
+        self.watch = self.log or self.progress is not None
+        # Only the producer acquires and only the consumer releases: no fairness needed, and the
+        # fast path must not yield once per item.
+        self.credits = anyio.Semaphore(_WINDOW_FACTOR * self.max_at_once, fast_acquire=True)
+        return self.credits
+
+    # -- the work ------------------------------------------------------------------------------
+    #
+    # The job queue is a plain deque rather than a memory object stream: a stream hands each item
+    # to a different waiting worker, so every job would cost a worker a sleep and a wake-up. Here
+    # an idle worker is woken (or started) only when a job is queued and no other worker is
+    # already on its way; a worker keeps taking queued jobs until the queue is empty, and wakes
+    # the next one when it leaves jobs behind. Items that finish without waiting then run back to
+    # back in one worker, while slow items still spread over up to max_at_once workers.
+
+    async def work(self, items: object, results: MemoryObjectSendStream[_Job]) -> None:
+        self.results = results
+        try:
+            # Closing `results` when every worker has ended is what ends the consumer's iteration.
+            with results:
+                async with anyio.create_task_group() as tg:
+                    self.tg = tg
+                    self.work_scope = tg.cancel_scope
+                    tg.start_soon(self._produce, items)
+        finally:
+            self.wake_receivers()
+
+    def wake_receivers(self) -> None:
+        for receiver in self.receivers:
+            receiver.set()
+        self.receivers.clear()
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.work_scope is not None:
+            self.work_scope.cancel()
+
+    def _wake(self) -> None:
+        if self.sleepers:
+            self.sleepers.pop().set()
+        elif self.workers < self.max_at_once:
+            self.workers += 1
+            self.tg.start_soon(self._worker)
+        else:
+            return  # every worker is busy; the first to finish takes the job
+        self.waking = True
+
+    async def _produce(self, items: object) -> None:
+        credits = self.credits
+        assert credits is not None
+        jobs = self.jobs
+        index = 0
+        try:
+            if isinstance(items, AsyncIterable):
+                source = aiter(items)
+                try:
+                    while True:
+                        try:
+                            credits.acquire_nowait()
+                        except anyio.WouldBlock:
+                            await credits.acquire()
+                        if self.stopped:
+                            return
+                        try:
+                            item = await anext(source)
+                        except StopAsyncIteration:
+                            return
+                        except Exception as exc:
+                            self.source_error = exc
+                            return
+                        jobs.append((index, item))
+                        index += 1
+                        self.pulled = index
+                        if not self.waking:
+                            self._wake()
+                finally:
+                    # The generator must be closed by the task that iterated it, and now: left to
+                    # the garbage collector, its cleanup would run outside any task.
+                    if isasyncgen(source):
+                        with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+                            await source.aclose()
+            else:
+                iterator = iter(cast(Iterable[Any], items))
+                while True:
+                    try:
+                        credits.acquire_nowait()
+                    except anyio.WouldBlock:
+                        await credits.acquire()
+                    if self.stopped:
+                        return
+                    try:
+                        item = next(iterator)
+                    except StopIteration:
+                        return
+                    except Exception as exc:
+                        self.source_error = exc
+                        return
+                    jobs.append((index, item))
+                    index += 1
+                    self.pulled = index
+                    if not self.waking:
+                        self._wake()
+        finally:
+            self.exhausted = True
+            # Idle workers wake up to see that no more jobs come, and end.
+            for sleeper in self.sleepers:
+                sleeper.set()
+            self.sleepers.clear()
+
+    async def _worker(self) -> None:
+        fn = self.fn
+        limits = self.limits
+        collect = self.collect
+        jobs = self.jobs
+        results = self.results
+        payload: Any
+        self.waking = False
+        while not self.stopped:
+            if jobs:
+                index, item = jobs.popleft()
+                if jobs and not self.waking:
+                    self._wake()
+            elif self.exhausted:
+                return
+            else:
+                sleeper = anyio.Event()
+                self.sleepers.append(sleeper)
+                try:
+                    await sleeper.wait()
+                finally:
+                    if sleeper.is_set():
+                        self.waking = False
+                    else:
+                        self.sleepers.remove(sleeper)
+                continue
+            self.started += 1
+            self.in_flight += 1
+            try:
+                if limits is None:
+                    value = await fn(item)
+                else:
+                    async with limits():
+                        value = await fn(item)
+            except Exception as exc:
+                self.in_flight -= 1
+                self.failed += 1
+                if not collect:
+                    self.failures.append(FailedItem(index, item, exc))
+                    self.stop()
+                    if self.watch:
+                        self._finished()
+                    return
+                payload = Outcome(index, item, None, exc)
+            except BaseException:
+                self.in_flight -= 1
+                raise
+            else:
+                self.in_flight -= 1
+                self.done += 1
+                payload = Outcome(index, item, value, None) if collect else value
+            if self.watch:
+                self._finished()
+            try:
+                try:
+                    results.send_nowait((index, payload))
+                except anyio.WouldBlock:
+                    await results.send((index, payload))
+            except anyio.BrokenResourceError:
+                # The consumer closed its end: nobody wants the rest.
+                self.stop()
+                return
+            if self.receivers:
+                self.wake_receivers()
+
+    # -- progress ------------------------------------------------------------------------------
+
+    def _finished(self) -> None:
+        now = anyio.current_time()
+        if self.progress is not None:
+            elapsed = now - self.t0
+            finished = self.done + self.failed
+            self.progress(
+                Progress(
+                    done=self.done,
+                    failed=self.failed,
+                    in_flight=self.in_flight,
+                    started=self.started,
+                    elapsed=elapsed,
+                    rate=finished / elapsed if elapsed > 0 else 0.0,
+                )
+            )
+        if self.log and now >= self.next_log:
+            self.next_log = now + self.interval
+            self.logger.info(
+                "amap: %d done, %d failed, %d in flight, %.1f/s",
+                self.done,
+                self.failed,
+                self.in_flight,
+                self._rate(now),
+            )
+
+    def _rate(self, now: float) -> float:
+        elapsed = now - self.t0
+        return (self.done + self.failed) / elapsed if elapsed > 0 else 0.0
+
+    def summary(self) -> None:
+        if not self.log:
+            return
+        now = anyio.current_time()
+        self.logger.info(
+            "amap finished: %d done, %d failed, %d not run or cancelled, %.1f/s over %.1f s",
+            self.done,
+            self.failed,
+            self.not_run(),
+            self._rate(now),
+            now - self.t0,
+        )
+
+    def not_run(self) -> int:
+        total = self.total if self.total is not None else self.pulled
+        return max(0, total - self.done - self.failed)
+
+    def batch_error(self) -> BatchError:
+        failures = sorted(self.failures, key=lambda failure: failure.index)
+        return BatchError(failures, completed=self.done, not_run=self.not_run())
+
+
+class _Results(ObjectReceiveStream[Any]):
+    """The receiving end ``amap`` yields: restores input order and gives back window credits."""
+
+    def __init__(
+        self, inner: MemoryObjectReceiveStream[_Job], run: _Run, credits: anyio.Semaphore
+    ) -> None:
+        self._inner = inner
+        self._run = run
+        self._credits = credits
+        self._ordered = run.ordered
+        self._next = 0  # ordered: the index to deliver next
+        self._pending: dict[int, Any] = {}  # ordered: finished results waiting for self._next
+        self._receiving = False
+
+    async def receive(self) -> Any:
+        run = self._run
+        if run.failures:
+            await self._fail()
+        if not self._ordered:
+            _, payload = await self._receive()
+            if run.failures:
+                await self._fail()
+            self._credits.release()
+            return payload
+        if self._receiving:
+            # Two tasks restoring one order would each wait for a result the other took.
+            raise anyio.BusyResourceError("receiving from")
+        self._receiving = True
+        try:
+            pending = self._pending
+            if pending:
+                payload = pending.pop(self._next, _MISSING)
+                if payload is not _MISSING:
+                    return self._deliver(payload)
+            while True:
+                index, payload = await self._receive()
+                if run.failures:
+                    await self._fail()
+                if index == self._next:
+                    return self._deliver(payload)
+                pending[index] = payload
+        finally:
+            self._receiving = False
+
+    def _deliver(self, payload: Any) -> Any:
+        self._next += 1
+        self._credits.release()
+        return payload
+
+    async def _receive(self) -> _Job:
+        inner = self._inner
+        while True:
+            try:
+                return inner.receive_nowait()
+            except anyio.WouldBlock:
+                pass
+            except anyio.EndOfStream:
+                break
+            receiver = anyio.Event()
+            self._run.receivers.append(receiver)
+            try:
+                await receiver.wait()
+            finally:
+                if not receiver.is_set():
+                    self._run.receivers.remove(receiver)
+        # Raised outside the except blocks, so the error does not chain to EndOfStream.
+        raise self._end()
+
+    def _end(self) -> BaseException:
+        run = self._run
+        if run.failures:
+            return run.batch_error()
+        error, run.source_error = run.source_error, None
+        return error if error is not None else anyio.EndOfStream()
+
+    async def _fail(self) -> None:
+        # Wait until every worker has ended, so that the error names every failure and the
+        # counts are final; results that arrive meanwhile are not delivered.
+        async for _ in self._inner:
+            pass
+        raise self._run.batch_error()
+
+    async def aclose(self) -> None:
+        self._pending.clear()
+        await self._inner.aclose()
+
+
+@asynccontextmanager
+async def _open(run: _Run, items: object) -> AsyncIterator[ObjectReceiveStream[Any]]:
+    results_send, results_receive = anyio.create_memory_object_stream[_Job](run.max_at_once)
+    credits = run.start()
+    unwrapped: BaseException | None = None
+    try:
+        with results_send, results_receive:
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(run.work, items, results_send)
+                    try:
+                        yield _Results(results_receive, run, credits)
+                    finally:
+                        # The consumer left: whatever is still running is not wanted.
+                        run.stop()
+                        tg.cancel_scope.cancel()
+            except _GROUP as group:
+                unwrapped = _single(group)
+                if unwrapped is None:
+                    raise
+    finally:
+        run.summary()
+    if unwrapped is not None:
+        # Raised outside the except block so that the traceback does not show the group.
+        raise unwrapped
+
+
+def _single(group: BaseException) -> BaseException | None:
+    """The only leaf of a (nested) exception group, or None when there are several."""
+    while isinstance(group, _GROUP):
+        inner: tuple[BaseException, ...] = getattr(group, "exceptions", ())
+        if len(inner) != 1:
+            return None
+        group = inner[0]
+    return group
