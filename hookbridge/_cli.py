@@ -33,9 +33,9 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], title: str = "
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
         if title:
             print(title)
-        print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+        print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
         for row in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
         return
     table = Table(title=title or None)
     for h in headers:
@@ -188,8 +188,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
             ]
         )
     _table(
-        ["part", "operations", "time", "throughput", "retries", "throttles honoured", "failed",
-         "peak heap", "notes"],
+        [
+            "part",
+            "operations",
+            "time",
+            "throughput",
+            "retries",
+            "throttles honoured",
+            "failed",
+            "peak heap",
+            "notes",
+        ],
         rows,
         "hookbridge demo",
     )

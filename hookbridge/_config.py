@@ -45,9 +45,7 @@ class ConnectionSettings:
         self.adapter_options = adapter_options
 
 
-def _build(
-    factory: Callable[..., T], kwargs: dict[str, Any], *, conn_id: str, key: str
-) -> T:
+def _build(factory: Callable[..., T], kwargs: dict[str, Any], *, conn_id: str, key: str) -> T:
     try:
         return factory(**kwargs)
     except ConfigurationError as exc:
@@ -82,7 +80,7 @@ def read_settings(
             ) from exc
     if not isinstance(raw, Mapping):
         raise ConfigurationError(
-            f"must be a JSON object such as {{\"rate\": \"100/s\"}}, got {type(raw).__name__}.",
+            f'must be a JSON object such as {{"rate": "100/s"}}, got {type(raw).__name__}.',
             conn_id=conn_id,
             field=EXTRA_KEY,
         )
@@ -117,9 +115,7 @@ def read_settings(
     )
 
 
-def _section(
-    value: Any, *, conn_id: str, key: str, allowed: tuple[str, ...]
-) -> dict[str, Any]:
+def _section(value: Any, *, conn_id: str, key: str, allowed: tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise ConfigurationError(
             f"must be a JSON object, got {type(value).__name__}.",

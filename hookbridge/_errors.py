@@ -53,10 +53,8 @@ def excerpt(body: bytes | str | None, limit: int = EXCERPT_LIMIT) -> str:
     """Return at most ``limit`` characters of a response body, marked when cut."""
     if body is None:
         return ""
-    if isinstance(body, bytes):
-        text = body[: limit * 4].decode("utf-8", errors="replace")
-    else:
-        text = body
+    # Decode only what can reach the excerpt: a 100 MB error body is not decoded whole.
+    text = body[: limit * 4].decode("utf-8", errors="replace") if isinstance(body, bytes) else body
     if len(text) > limit:
         return text[:limit] + f"... [{len(text) - limit}+ more characters]"
     return text

@@ -62,7 +62,7 @@ class _Limiter(Protocol):
     def __call__(self) -> AbstractAsyncContextManager[None]: ...
 
 
-# No slots: on Python 3.10, a frozen slotted generic dataclass fails when built as Outcome[A, B](...).
+# No slots: on Python 3.10 a frozen slotted generic dataclass fails when built as Outcome[A, B]().
 @dataclass(frozen=True)
 class Outcome(Generic[T, R]):
     """What ``on_error="collect"`` yields for one input item: its value or its error."""

@@ -90,7 +90,9 @@ class _Registry:
         self._errors.pop(key, None)
         return key
 
-    def _targets(self) -> dict[str, tuple[type[Adapter] | str, Literal["entry point", "register()"]]]:
+    def _targets(
+        self,
+    ) -> dict[str, tuple[type[Adapter] | str, Literal["entry point", "register()"]]]:
         targets: dict[str, tuple[type[Adapter] | str, Literal["entry point", "register()"]]] = {}
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             targets[ep.name] = (ep.value, "entry point")
@@ -223,10 +225,10 @@ async def _close_expired(table: dict[str, _SharedEntry]) -> None:
     # every shared open and lease release in the same loop, and aclose_shared() ends the rest.
     now = anyio.current_time()
     for key, entry in list(table.items()):
-        if entry.leases == 0 and entry.idle_since is not None:
-            if now - entry.idle_since >= entry.linger:
-                del table[key]
-                await entry.adapter.aclose()
+        idle_since = entry.idle_since
+        if entry.leases == 0 and idle_since is not None and now - idle_since >= entry.linger:
+            del table[key]
+            await entry.adapter.aclose()
 
 
 async def aclose_shared() -> None:
@@ -255,7 +257,9 @@ class Opening(Generic[A]):
         options: dict[str, Any],
     ) -> None:
         if linger < 0:
-            raise ConfigurationError(f"linger must be >= 0 seconds, got {linger!r}.", field="linger")
+            raise ConfigurationError(
+                f"linger must be >= 0 seconds, got {linger!r}.", field="linger"
+            )
         self.conn_id = conn_id
         self._adapter = adapter
         self._shared = shared
@@ -296,7 +300,9 @@ class Opening(Generic[A]):
         key = json.dumps([type(candidate).__qualname__, candidate.spec()], sort_keys=True)
         entry = table.get(key)
         if entry is None:
-            entry = _SharedEntry(adapter=candidate, leases=1, ready=anyio.Event(), linger=self._linger)
+            entry = _SharedEntry(
+                adapter=candidate, leases=1, ready=anyio.Event(), linger=self._linger
+            )
             table[key] = entry
             try:
                 await candidate.__aenter__()
@@ -342,7 +348,7 @@ class Opening(Generic[A]):
         await _close_expired(table)
 
 
-def open(  # noqa: A001 - the name users expect: hookbridge.open(conn_id)
+def open(
     conn_id: str,
     *,
     adapter: type[A] | str | None = None,

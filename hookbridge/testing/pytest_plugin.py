@@ -78,7 +78,5 @@ async def sftp_server(
 @pytest.fixture
 def sftp_conn_id(sftp_server: SFTPTestServer, monkeypatch: pytest.MonkeyPatch) -> str:
     """Airflow connection id of sftp_server (AIRFLOW_CONN_*, password auth, host key pinned)."""
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_HOOKBRIDGE_SFTP", json.dumps(sftp_server.airflow_connection())
-    )
+    monkeypatch.setenv("AIRFLOW_CONN_HOOKBRIDGE_SFTP", json.dumps(sftp_server.airflow_connection()))
     return "hookbridge_sftp"

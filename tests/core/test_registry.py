@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import hookbridge
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.anyio
 class Probe(Adapter):
     name = "probe"
     conn_types = ("probe-type",)
-    instances: list[Probe] = []
+    instances: ClassVar[list[Probe]] = []
 
     def __init__(self, conn_id: str, *, tag: str = "a", **kwargs: Any) -> None:
         super().__init__(conn_id, **kwargs)
@@ -26,7 +27,7 @@ class Probe(Adapter):
         Probe.instances.append(self)
 
     async def _open(self) -> None:
-        await anyio.sleep(0)  # let concurrent leases race for the first open
+        await anyio.lowlevel.checkpoint()  # let concurrent leases race for the first open
         self.open_count += 1
 
     async def _close(self) -> None:
@@ -57,7 +58,9 @@ def test_lookup_by_name_and_conn_type() -> None:
 
 
 def test_unknown_names_list_what_is_installed() -> None:
-    with pytest.raises(AdapterNotFound, match=r"no adapter named 'nope'.*Installed adapters:.*probe"):
+    with pytest.raises(
+        AdapterNotFound, match=r"no adapter named 'nope'.*Installed adapters:.*probe"
+    ):
         hookbridge.get_adapter("nope")
     with pytest.raises(AdapterNotFound, match=r"conn_type 'ftp'.*probe \(probe-type\)"):
         hookbridge.get_adapter(conn_type="ftp")
@@ -66,7 +69,7 @@ def test_unknown_names_list_what_is_installed() -> None:
 def test_register_validates() -> None:
     with pytest.raises(ConfigurationError, match="already registered"):
         hookbridge.register(Probe)
-    with pytest.raises(ConfigurationError, match="not a hookbridge.Adapter"):
+    with pytest.raises(ConfigurationError, match=r"not a hookbridge\.Adapter"):
         hookbridge.register(int)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="module:ClassName"):
         hookbridge.register("not-a-target")
@@ -107,9 +110,11 @@ async def test_shared_leases_share_one_instance_and_close_after_the_last() -> No
 
 
 async def test_shared_by_spec_different_options_get_different_instances() -> None:
-    async with hookbridge.open("c1", adapter=Probe, shared=True, linger=0, tag="a") as a, \
-            hookbridge.open("c1", adapter=Probe, shared=True, linger=0, tag="b") as b, \
-            hookbridge.open("c2", adapter=Probe, shared=True, linger=0, tag="a") as c:
+    async with (
+        hookbridge.open("c1", adapter=Probe, shared=True, linger=0, tag="a") as a,
+        hookbridge.open("c1", adapter=Probe, shared=True, linger=0, tag="b") as b,
+        hookbridge.open("c2", adapter=Probe, shared=True, linger=0, tag="a") as c,
+    ):
         assert len({id(a), id(b), id(c)}) == 3
 
 
@@ -161,7 +166,7 @@ async def test_shared_open_failure_reaches_every_waiting_lease() -> None:
 
 
 def test_open_spec_rejects_garbage() -> None:
-    with pytest.raises(ConfigurationError, match="Adapter.spec"):
+    with pytest.raises(ConfigurationError, match=r"Adapter\.spec"):
         hookbridge.open_spec({"nope": 1})
     with pytest.raises(ConfigurationError, match="linger"):
         hookbridge.open("c", adapter=Probe, linger=-1)
