@@ -18,13 +18,11 @@ reading, nothing more is pulled.
 
 from __future__ import annotations
 
-import builtins
 import logging
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from importlib import import_module
 from inspect import isasyncgen
 from typing import Any, Generic, Literal, Protocol, TypeVar, cast, overload
 
@@ -33,6 +31,7 @@ from anyio.abc import ObjectReceiveStream, TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._errors import BatchError, ConfigurationError, FailedItem
+from ._groups import EXCEPTION_GROUP, single_leaf
 
 __all__ = ["Outcome", "Progress", "amap"]
 
@@ -45,12 +44,6 @@ _WINDOW_FACTOR = 2
 # Closing an async generator runs under a shield; one that hangs in its cleanup is abandoned.
 _CLOSE_TIMEOUT = 5.0
 _DEFAULT_LOGGER = "hookbridge.progress"
-# BaseExceptionGroup is a builtin from Python 3.11 on; before that anyio installs the backport.
-# Looked up at run time because mypy checks as 3.10, where the backport's stubs may be absent.
-_GROUP: type[BaseException] = (
-    getattr(builtins, "BaseExceptionGroup", None)
-    or import_module("exceptiongroup").BaseExceptionGroup
-)
 _MISSING: Any = object()
 
 _Job = tuple[int, Any]
@@ -634,8 +627,8 @@ async def _open(run: _Run, items: object) -> AsyncIterator[ObjectReceiveStream[A
                         # The consumer left: whatever is still running is not wanted.
                         run.stop()
                         tg.cancel_scope.cancel()
-            except _GROUP as group:
-                unwrapped = _single(group)
+            except EXCEPTION_GROUP as group:
+                unwrapped = single_leaf(group)
                 if unwrapped is None:
                     raise
     finally:
@@ -643,13 +636,3 @@ async def _open(run: _Run, items: object) -> AsyncIterator[ObjectReceiveStream[A
     if unwrapped is not None:
         # Raised outside the except block so that the traceback does not show the group.
         raise unwrapped
-
-
-def _single(group: BaseException) -> BaseException | None:
-    """The only leaf of a (nested) exception group, or None when there are several."""
-    while isinstance(group, _GROUP):
-        inner: tuple[BaseException, ...] = getattr(group, "exceptions", ())
-        if len(inner) != 1:
-            return None
-        group = inner[0]
-    return group

@@ -11,7 +11,6 @@ fail with ``MalformedResponse`` only, which is simplest to guarantee (and fuzz) 
 
 from __future__ import annotations
 
-import builtins
 import math
 from collections.abc import (
     AsyncGenerator,
@@ -25,7 +24,6 @@ from collections.abc import (
 )
 from contextlib import asynccontextmanager
 from dataclasses import KW_ONLY, dataclass, field, replace
-from importlib import import_module
 from types import MappingProxyType
 from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urljoin, urlsplit
@@ -41,6 +39,7 @@ from ._errors import (
     PaginationRefused,
     redact,
 )
+from ._groups import EXCEPTION_GROUP, single_leaf
 
 __all__ = [
     "CursorToken",
@@ -76,12 +75,6 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _MAX_JSON_DEPTH = 100
 # Closing a page source runs under a shield; a source that hangs in its cleanup is abandoned.
 _CLOSE_TIMEOUT = 5.0
-# BaseExceptionGroup is a builtin from Python 3.11 on; before that anyio installs the backport.
-# Looked up at run time because mypy checks as 3.10, where the backport's stubs may be absent.
-_GROUP: type[BaseException] = (
-    getattr(builtins, "BaseExceptionGroup", None)
-    or import_module("exceptiongroup").BaseExceptionGroup
-)
 
 
 def _is_credential(name: str) -> bool:
@@ -1211,20 +1204,10 @@ async def prefetch(
                     yield _PageStream(receive, failure)
                 finally:
                     tg.cancel_scope.cancel()
-        except _GROUP as group:
-            unwrapped = _single(group)
+        except EXCEPTION_GROUP as group:
+            unwrapped = single_leaf(group)
             if unwrapped is None:
                 raise
     if unwrapped is not None:
         # Raised outside the except block so that the traceback does not show the group.
         raise unwrapped
-
-
-def _single(group: BaseException) -> BaseException | None:
-    """The only leaf of a (nested) exception group, or None when there are several."""
-    while isinstance(group, _GROUP):
-        inner: tuple[BaseException, ...] = getattr(group, "exceptions", ())
-        if len(inner) != 1:
-            return None
-        group = inner[0]
-    return group
