@@ -45,11 +45,18 @@ class ConnectionSettings:
         self.adapter_options = adapter_options
 
 
-def _build(factory: Callable[..., T], kwargs: dict[str, Any], *, conn_id: str, key: str) -> T:
+def _build(
+    factory: Callable[..., T],
+    kwargs: dict[str, Any],
+    *,
+    conn_id: str,
+    key: str,
+    section: str = EXTRA_KEY,
+) -> T:
     try:
         return factory(**kwargs)
     except ConfigurationError as exc:
-        field = f"{EXTRA_KEY}.{exc.field}" if exc.field else key
+        field = f"{section}.{exc.field}" if exc.field else key
         message = str(exc).split("] ", 1)[-1] if str(exc).startswith("[") else str(exc)
         raise ConfigurationError(message, conn_id=conn_id, field=field) from exc
     except (TypeError, ValueError) as exc:
@@ -104,7 +111,13 @@ def read_settings(
     retry: Retry | None = None
     if "retry" in raw:
         retry_raw = _section(raw["retry"], conn_id=conn_id, key="retry", allowed=_RETRY_KEYS)
-        retry = _build(Retry, retry_raw, conn_id=conn_id, key=f"{EXTRA_KEY}.retry")
+        retry = _build(
+            Retry,
+            retry_raw,
+            conn_id=conn_id,
+            key=f"{EXTRA_KEY}.retry",
+            section=f"{EXTRA_KEY}.retry",
+        )
 
     pool = _section(raw.get("pool", {}), conn_id=conn_id, key="pool", allowed=tuple(pool_keys))
     _check_types(pool, pool_keys, conn_id=conn_id, prefix=f"{EXTRA_KEY}.pool")

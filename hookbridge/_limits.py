@@ -375,6 +375,27 @@ class Limits:
             return
         await self._reserve_and_wait(tokens, interval)
 
+    def _grant_now(self) -> bool:
+        """acquire(1) when it would not wait, without a coroutine; False: call acquire()."""
+        interval = self._interval
+        if interval is None:
+            if self._cooldown_until == _NEVER:
+                self._granted += 1
+                return True
+            return False
+        if self._queue:
+            return False
+        try:
+            now = self._clock()
+        except RuntimeError:
+            return False
+        tat = self._tat
+        if now >= self._cooldown_until and now >= tat - self._tau:
+            self._tat = (tat if tat > now else now) + interval
+            self._granted += 1
+            return True
+        return False
+
     def _check_tokens(self, tokens: int) -> None:
         if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
             raise ConfigurationError(
@@ -627,7 +648,14 @@ class _Admission(AbstractAsyncContextManager[None]):
 
     async def __aenter__(self) -> None:
         limits = self._limits
-        await limits._enter_slot()
+        # The uncontended case inline, without creating a coroutine for the slot or the token.
+        cap = limits._max_concurrency
+        if cap is None or (limits._in_flight < cap and not limits._slot_queue):
+            limits._in_flight += 1
+        else:
+            await limits._enter_slot()
+        if limits._grant_now():
+            return
         try:
             await limits.acquire()
         except BaseException:

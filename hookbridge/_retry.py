@@ -211,17 +211,24 @@ class Retry:
         attempt or would pass during a wait. A :class:`Throttled` error's ``retry_after`` starts
         the shared cool-down of ``limits``.
         """
-        started = anyio.current_time()
-        deadline_at = math.inf if self.deadline is None else started + self.deadline
+        # Without a deadline an attempt needs no cancel scope and no clock reads: the common,
+        # successful call then costs little more than `async with limits(): await fn()`.
+        timed = self.deadline is not None
+        deadline_at = math.inf if self.deadline is None else anyio.current_time() + self.deadline
         last: Exception | None = None
         attempt = 0
         while True:
             attempt += 1
-            if anyio.current_time() >= deadline_at:
+            if timed and anyio.current_time() >= deadline_at:
                 raise self._deadline_exceeded(
                     attempt - 1, last, "before the next attempt"
                 ) from last
             try:
+                if not timed:
+                    if limits is None:
+                        return await fn(*args)
+                    async with limits():
+                        return await fn(*args)
                 # The scope bounds the limiter's waits too: they count against the deadline.
                 with anyio.CancelScope(deadline=deadline_at):
                     if limits is None:
@@ -249,7 +256,7 @@ class Retry:
                     if limits is not None:
                         limits.throttled(retry_after)
                     delay = max(delay, retry_after)
-                if anyio.current_time() + delay > deadline_at:
+                if timed and anyio.current_time() + delay > deadline_at:
                     raise self._deadline_exceeded(
                         attempt, exc, f"the next wait of {delay:.3g} s would pass it"
                     ) from exc

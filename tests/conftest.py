@@ -38,5 +38,14 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
 
 
 @pytest.fixture
-def mock_clock() -> None:
-    """Marker fixture: request it to run the test on virtual time (see ``anyio_backend``)."""
+def mock_clock(anyio_backend: Any) -> None:
+    """Request it to run the test on virtual time (see ``anyio_backend``).
+
+    A direct ``parametrize("anyio_backend", ["asyncio"])`` bypasses the fixture above and would
+    silently run on real time: refuse it, so that a timing test cannot pass by accident.
+    """
+    if not isinstance(anyio_backend, tuple):
+        raise pytest.UsageError(
+            "mock_clock needs the conftest's anyio_backend fixture: parametrize it with "
+            'pytest.mark.parametrize("anyio_backend", ["asyncio"], indirect=True)'
+        )

@@ -50,7 +50,7 @@ def test_json_string_value_is_accepted() -> None:
         ({"rate": "fast"}, "hookbridge.rate", "100/s"),
         ({"burst": 0, "rate": "1/s"}, "hookbridge.burst", "burst"),
         ({"nope": 1}, "hookbridge.nope", "valid keys"),
-        ({"retry": {"attempts": 0}}, "hookbridge.", "attempts"),
+        ({"retry": {"attempts": 0}}, "hookbridge.retry.attempts", "attempts"),
         ({"retry": {"tries": 3}}, "hookbridge.retry.tries", "valid keys"),
         ({"retry": 3}, "hookbridge.retry", "JSON object"),
         ({"pool": {"max_size": "big"}}, "hookbridge.pool.max_size", "int"),
