@@ -38,7 +38,8 @@ async def run(ui: DemoUI) -> DemoResult:
     """List 2,000 items (pages of 100) and fetch each one's details, 50 at a time."""
     env_var = f"AIRFLOW_CONN_{CONN_ID.upper()}"
     previous = os.environ.get(env_var)
-    async with HTTPTestServer(items=ITEMS) as server:
+    # A password long enough for Airflow's secret masker (it skips secrets under 5 characters).
+    async with HTTPTestServer(items=ITEMS, password="demo-secret") as server:
         os.environ[env_var] = json.dumps(
             {
                 "conn_type": "http",
