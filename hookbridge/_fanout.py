@@ -543,7 +543,8 @@ class _Results(ObjectReceiveStream[Any]):
         if run.failures:
             await self._fail()
         if not self._ordered:
-            _, payload = await self._receive()
+            job = self._take()
+            _, payload = job if job is not None else await self._receive()
             if run.failures:
                 await self._fail()
             self._credits.release()
@@ -559,7 +560,8 @@ class _Results(ObjectReceiveStream[Any]):
                 if payload is not _MISSING:
                     return self._deliver(payload)
             while True:
-                index, payload = await self._receive()
+                job = self._take()
+                index, payload = job if job is not None else await self._receive()
                 if run.failures:
                     await self._fail()
                 if index == self._next:
@@ -572,6 +574,14 @@ class _Results(ObjectReceiveStream[Any]):
         self._next += 1
         self._credits.release()
         return payload
+
+    def _take(self) -> _Job | None:
+        # A result is usually there already: taking it here spares a coroutine for _receive,
+        # which waits for one (or raises the end, outside any except block) when it is not.
+        try:
+            return self._inner.receive_nowait()
+        except (anyio.WouldBlock, anyio.EndOfStream):
+            return None
 
     async def _receive(self) -> _Job:
         inner = self._inner
