@@ -1,0 +1,339 @@
+"""Benchmark: SFTP downloads through hookbridge against the provider's ways and raw asyncssh.
+
+The SFTP server runs in its own process (``python -m hookbridge.testing._sftp_server``) on a
+temporary root holding N small files of 10 KiB and one large file. In one run, for each client:
+
+- hookbridge ``SFTPAdapter``: ``download_tree`` of the small files (4 SSH connections) and
+  ``download`` of the large file;
+- the provider's ``SFTPClientPool(conn_id, pool_size=4)``, used as intended: each file in its own
+  task, ``async with pool.get_sftp_client() as sftp: await sftp.get(...)``;
+- one raw asyncssh connection, best tuned: 128 concurrent open/read/write for the small files and
+  ``sftp.get(..., max_requests=128, block_size=256 KiB)`` for the large one;
+- ``SFTPHookAsync.retrieve_file`` for the large file (64 KiB blocks, the hook's default);
+- the sync ``SFTPHook.retrieve_file`` (paramiko) on a tenth of the small files, extrapolated.
+
+Each measurement is repeated (``--repeat``, interleaved between clients) and the median kept.
+Only ratios measured in one run mean anything: absolute numbers move with machine load. The
+files live on tmpfs (``/dev/shm`` when there is one, or ``--workdir``) so that the disk's write-back
+of 1.8 GB of copies does not decide the large-file numbers. The CPU columns (client process,
+worker threads included, and server process) say how much work each way costs, which machine
+load does not change much.
+
+    .venv/bin/python contrib/bench/sftp_transfer.py            # 1,000 x 10 KiB and 200 MiB
+    .venv/bin/python contrib/bench/sftp_transfer.py --quick    # 200 x 10 KiB and 20 MiB
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+CONN_ID = "hookbridge_bench_sftp"
+KiB = 1024
+MiB = 1024 * KiB
+
+
+def start_server(root: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hookbridge.testing._sftp_server", "--root", root],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        proc.kill()
+        raise SystemExit("the SFTP server did not start")
+    return proc, json.loads(line)
+
+
+def define_connection(info: dict[str, Any]) -> None:
+    os.environ["AIRFLOW_CONN_" + CONN_ID.upper()] = json.dumps(
+        {
+            "conn_type": "sftp",
+            "host": info["host"],
+            "port": info["port"],
+            "login": info["user"],
+            "password": info["password"],
+            "extra": {"host_key": info["host_key"]},
+        }
+    )
+
+
+def fresh_dir(base: str, name: str) -> str:
+    path = os.path.join(base, name)
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    return path
+
+
+# -- the clients -----------------------------------------------------------------------------------
+
+
+async def hookbridge_small(files: list[str], dst: str) -> None:
+    from hookbridge.adapters.sftp import SFTPAdapter
+
+    async with SFTPAdapter(CONN_ID, max_connections=4) as sftp:
+        result = await sftp.download_tree("/small", dst)
+    assert result.files == len(files), result
+
+
+async def hookbridge_large(name: str, dst: str) -> None:
+    from hookbridge.adapters.sftp import SFTPAdapter
+
+    async with SFTPAdapter(CONN_ID, max_connections=4) as sftp:
+        await sftp.download("/" + name, os.path.join(dst, name))
+
+
+async def pool_small(files: list[str], dst: str) -> None:
+    from airflow.providers.sftp.pools.sftp import SFTPClientPool
+
+    pool = SFTPClientPool(CONN_ID, pool_size=4)
+
+    async def one(rel: str) -> None:
+        async with pool.get_sftp_client() as sftp:
+            await sftp.get("/" + rel, os.path.join(dst, os.path.basename(rel)))
+
+    try:
+        await asyncio.gather(*(one(rel) for rel in files))
+    finally:
+        await pool.close()
+
+
+async def raw_small(files: list[str], dst: str) -> None:
+    from airflow.providers.sftp.hooks.sftp import SFTPHookAsync
+
+    ssh = await SFTPHookAsync(sftp_conn_id=CONN_ID)._get_conn()
+    async with ssh, ssh.start_sftp_client() as sftp:
+        gate = asyncio.Semaphore(128)
+
+        async def one(rel: str) -> None:
+            async with gate:
+                async with sftp.open("/" + rel, "rb") as remote:
+                    data = await remote.read()
+                # inline, as asyncssh's own get writes its local files
+                with open(os.path.join(dst, os.path.basename(rel)), "wb") as local:  # noqa: ASYNC230
+                    local.write(data)
+
+        await asyncio.gather(*(one(rel) for rel in files))
+
+
+async def raw_large(name: str, dst: str) -> None:
+    from airflow.providers.sftp.hooks.sftp import SFTPHookAsync
+
+    ssh = await SFTPHookAsync(sftp_conn_id=CONN_ID)._get_conn()
+    async with ssh, ssh.start_sftp_client() as sftp:
+        await sftp.get("/" + name, os.path.join(dst, name), max_requests=128, block_size=256 * KiB)
+
+
+async def hook_retrieve_large(name: str, dst: str) -> None:
+    from airflow.providers.sftp.hooks.sftp import SFTPHookAsync
+
+    await SFTPHookAsync(sftp_conn_id=CONN_ID).retrieve_file("/" + name, os.path.join(dst, name))
+
+
+def sync_small(files: list[str], dst: str) -> None:
+    from airflow.providers.sftp.hooks.sftp import SFTPHook
+
+    hook = SFTPHook(ssh_conn_id=CONN_ID)
+    with hook.get_managed_conn():
+        for rel in files:
+            hook.retrieve_file("/" + rel, os.path.join(dst, os.path.basename(rel)))
+
+
+# -- measuring ---------------------------------------------------------------------------------------
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, from /proc (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+SERVER_PID = 0
+
+
+def timed(
+    run: Callable[[], Awaitable[None]] | Callable[[], None], is_async: bool = True
+) -> tuple[float, float, float]:
+    """Wall seconds, client CPU seconds, server CPU seconds."""
+    cpu, server = time.process_time(), process_cpu(SERVER_PID)
+    started = time.perf_counter()
+    if is_async:
+        asyncio.run(run())  # type: ignore[arg-type]
+    else:
+        run()
+    wall = time.perf_counter() - started
+    return wall, time.process_time() - cpu, process_cpu(SERVER_PID) - server
+
+
+def verify(dst: str, src_root: str, files: list[str]) -> None:
+    from hookbridge.testing._sftp_server import sha256_of
+
+    for rel in files[:: max(1, len(files) // 20)]:
+        local = os.path.join(dst, os.path.basename(rel))
+        if sha256_of(local) != sha256_of(os.path.join(src_root, rel)):
+            raise SystemExit(f"content mismatch for {rel}")
+
+
+def warm_up() -> None:
+    """Import everything and resolve the connection once: no client pays Airflow's imports."""
+    import airflow.providers.sftp.hooks.sftp
+    import airflow.providers.sftp.pools.sftp
+
+    import hookbridge.adapters.sftp  # noqa: F401
+    from hookbridge._airflow import get_connection
+
+    asyncio.run(get_connection(CONN_ID))
+
+    async def connect_once() -> None:
+        # asyncssh imports its key exchange and cipher modules on first use
+        ssh = await airflow.providers.sftp.hooks.sftp.SFTPHookAsync(
+            sftp_conn_id=CONN_ID
+        )._get_conn()
+        async with ssh, ssh.start_sftp_client():
+            pass
+
+    asyncio.run(connect_once())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="200 small files and 20 MiB")
+    parser.add_argument("--files", type=int, help="number of 10 KiB files (default 1000)")
+    parser.add_argument("--large-mib", type=int, help="size of the large file (default 200)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
+    parser.add_argument(
+        "--only", choices=["small", "large"], help="measure only small files or the large file"
+    )
+    parser.add_argument(
+        "--workdir",
+        default="/dev/shm" if os.path.isdir("/dev/shm") else None,
+        help="where the server root and the copies go (default: /dev/shm when present)",
+    )
+    args = parser.parse_args()
+    n_files = args.files or (200 if args.quick else 1000)
+    large_mib = args.large_mib or (20 if args.quick else 200)
+
+    os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="hookbridge-bench-airflow-"))
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "false")
+    # asyncssh and Airflow log every connection and every file at INFO
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    import logging
+
+    from hookbridge.testing._sftp_server import populate_large, populate_small
+
+    logging.disable(logging.INFO)
+
+    work = tempfile.mkdtemp(prefix="hookbridge-bench-sftp-", dir=args.workdir)
+    root = os.path.join(work, "root")
+    os.makedirs(root)
+    files = populate_small(root, "small", n_files, 10 * KiB)
+    large = populate_large(root, "large.bin", large_mib * MiB)
+    proc, info = start_server(root)
+    global SERVER_PID
+    SERVER_PID = proc.pid
+    define_connection(info)
+    print(
+        f"server pid {proc.pid} on port {info['port']}; {n_files} files of 10 KiB, one of "
+        f"{large_mib} MiB; median of {args.repeat} runs; {os.cpu_count()} CPUs",
+        flush=True,
+    )
+    warm_up()
+    results: dict[str, list[tuple[float, float, float]]] = {}
+    sync_files = files[: max(10, n_files // 10)]
+
+    def record(name: str, measured: tuple[float, float, float]) -> None:
+        results.setdefault(name, []).append(measured)
+
+    try:
+        for _ in range(args.repeat):
+            if args.only in (None, "small"):
+                for name, fn in (
+                    ("hookbridge", hookbridge_small),
+                    ("SFTPClientPool(4)", pool_small),
+                    ("asyncssh 1 conn, 128 open/read", raw_small),
+                ):
+                    dst = fresh_dir(work, "dst")
+                    record(f"small:{name}", timed(lambda fn=fn, dst=dst: fn(files, dst)))
+                    verify(dst, root, files)
+                dst = fresh_dir(work, "dst")
+                record(
+                    "small:sync SFTPHook",
+                    timed(lambda dst=dst: sync_small(sync_files, dst), is_async=False),
+                )
+            if args.only in (None, "large"):
+                for name, fn in (
+                    ("hookbridge", hookbridge_large),
+                    ("asyncssh get 128 x 256 KiB", raw_large),
+                    ("SFTPHookAsync.retrieve_file", hook_retrieve_large),
+                ):
+                    dst = fresh_dir(work, "dst")
+                    record(f"large:{name}", timed(lambda fn=fn, dst=dst: fn(large, dst)))
+                    verify(dst, root, [large])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+
+    def median(name: str, column: int = 0) -> float:
+        return statistics.median(m[column] for m in results[name])
+
+    def cpu(name: str, count: int) -> str:
+        # CPU per 1,000 files or per 100 MB, client / server
+        client, server = median(name, 1) / count, median(name, 2) / count
+        return f"{client:>9.2f} {server:>8.2f}"
+
+    print()
+    print(
+        f"{'client':<44} {'files/s':>9} {'MB/s':>8} {'vs hookbridge':>14}  CPU s: client   server"
+    )
+    if args.only in (None, "small"):
+        hb = n_files / median("small:hookbridge")
+        for name in results:
+            if name.startswith("small:"):
+                count = len(sync_files) if name.startswith("small:sync") else n_files
+                rate = count / median(name)
+                mb = rate * 10 * KiB / 1e6
+                label = f"{name} ({count} files)" if name.startswith("small:sync") else name
+                per = cpu(name, count / 1000)
+                print(f"{label:<44} {rate:>9.0f} {mb:>8.1f} {hb / rate:>13.2f}x  {per} /1k files")
+    if args.only in (None, "large"):
+        hb = large_mib * MiB / median("large:hookbridge") / 1e6
+        for name in results:
+            if name.startswith("large:"):
+                rate = large_mib * MiB / median(name) / 1e6
+                per = cpu(name, large_mib * MiB / 100e6)
+                print(f"{name:<44} {'':>9} {rate:>8.1f} {hb / rate:>13.2f}x  {per} /100 MB")
+    print()
+    checks = []
+    if args.only in (None, "small"):
+        ratio = median("small:SFTPClientPool(4)") / median("small:hookbridge")
+        checks.append(("small files vs SFTPClientPool(4)", ratio, 1.8))
+    if args.only in (None, "large"):
+        ratio = median("large:SFTPHookAsync.retrieve_file") / median("large:hookbridge")
+        checks.append(("large file vs SFTPHookAsync.retrieve_file", ratio, 1.3))
+        ratio = median("large:asyncssh get 128 x 256 KiB") / median("large:hookbridge")
+        checks.append(("large file vs best-tuned asyncssh get", ratio, 0.9))
+    for label, ratio, target in checks:
+        verdict = "ok" if ratio >= target else "BELOW TARGET"
+        print(f"{label:<44} {ratio:>6.2f}x  (target >= {target}x)  {verdict}")
+
+
+if __name__ == "__main__":
+    main()
