@@ -494,6 +494,10 @@ class SFTPTestServer:
 
     def _connection_lost(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conns.discard(conn)
+        # asyncssh never calls exit() on a session whose connection died before the SFTP init
+        # packet: close the connection's sessions here so that the count returns to zero.
+        for session in [s for s in self._sessions if s.channel.get_connection() is conn]:
+            session.exit()
         self._notify()
 
     def _channel_opened(self, session: _Session) -> None:

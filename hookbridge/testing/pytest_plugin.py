@@ -35,7 +35,8 @@ async def http_server(anyio_backend: Any) -> AsyncIterator[HTTPTestServer]:
     _require_asyncio(anyio_backend, "http_server (aiohttp)")
     from ._http_server import HTTPTestServer
 
-    async with HTTPTestServer() as server:
+    # A password long enough for Airflow's secret masker, so leak tests mean something.
+    async with HTTPTestServer(password="http-test-secret") as server:
         yield server
 
 
@@ -71,7 +72,9 @@ async def sftp_server(
     _require_asyncio(anyio_backend, "sftp_server (asyncssh)")
     from ._sftp_server import SFTPTestServer
 
-    async with SFTPTestServer(root=tmp_path_factory.mktemp("sftp-root")) as server:
+    async with SFTPTestServer(
+        root=tmp_path_factory.mktemp("sftp-root"), password="sftp-test-secret"
+    ) as server:
         yield server
 
 
