@@ -14,8 +14,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from hookbridge._errors import BatchError
-from hookbridge._fanout import Outcome, amap
+from hookbridge import BatchError, Outcome, amap
 
 pytestmark = pytest.mark.anyio
 

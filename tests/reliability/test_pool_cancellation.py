@@ -13,8 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hookbridge._errors import PoolClosed, PoolTimeout
-from hookbridge._pool import Pool
+from hookbridge import Pool, PoolClosed, PoolTimeout
 
 pytestmark = pytest.mark.anyio
 

@@ -8,14 +8,15 @@ from typing import Any
 
 import pytest
 
-from hookbridge import ConfigurationError, PaginationRefused
-from hookbridge._pagination import (
+from hookbridge import (
+    ConfigurationError,
     CursorToken,
     LinkHeader,
     NextLink,
     OffsetLimit,
     PageNumber,
     PaginationFunction,
+    PaginationRefused,
     Strategy,
 )
 from hookbridge.adapters.http import HttpAdapter, Response

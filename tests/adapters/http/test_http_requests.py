@@ -12,14 +12,14 @@ import hookbridge
 from hookbridge import (
     AdapterClosed,
     ConfigurationError,
+    Limits,
     RemoteStatusError,
     ResponseTooLarge,
+    Retry,
     Throttled,
+    open_spec,
 )
-from hookbridge._limits import Limits
-from hookbridge._registry import open as open_adapter
-from hookbridge._registry import open_spec
-from hookbridge._retry import Retry
+from hookbridge import open as open_adapter
 from hookbridge.adapters.http import HttpAdapter, Response
 from hookbridge.testing._http_server import HTTPTestServer
 

@@ -10,9 +10,7 @@ from collections.abc import Callable
 import anyio
 import pytest
 
-from hookbridge import HookBridgeError, RemoteStatusError, Throttled, TransportError
-from hookbridge._limits import Limits
-from hookbridge._retry import Retry
+from hookbridge import HookBridgeError, Limits, RemoteStatusError, Retry, Throttled, TransportError
 from hookbridge.adapters.http import HttpAdapter
 from hookbridge.testing._http_server import (
     HTTPTestServer,

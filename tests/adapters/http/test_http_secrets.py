@@ -12,9 +12,7 @@ from collections.abc import Callable
 import airflow.providers.http.hooks.http  # noqa: F401
 import pytest
 
-from hookbridge import RemoteStatusError, TransportError
-from hookbridge._pagination import NextLink
-from hookbridge._retry import Retry
+from hookbridge import NextLink, RemoteStatusError, Retry, TransportError
 from hookbridge.adapters.http import HttpAdapter
 
 pytestmark = [

@@ -11,7 +11,7 @@ import pytest
 
 import hookbridge
 from hookbridge import ConfigurationError, RemoteStatusError
-from hookbridge._registry import open as open_adapter
+from hookbridge import open as open_adapter
 from hookbridge.adapters.sftp import (
     RemoteEntry,
     RemoteFileExists,

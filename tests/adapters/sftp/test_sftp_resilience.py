@@ -9,8 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from hookbridge import AdapterClosed, HookBridgeError, TransportError
-from hookbridge._retry import Retry
+from hookbridge import AdapterClosed, HookBridgeError, Retry, TransportError
 from hookbridge.adapters.sftp import SFTPAdapter, TransferProgress
 from hookbridge.testing._sftp_server import SFTPTestServer, deterministic_bytes, sha256_of
 

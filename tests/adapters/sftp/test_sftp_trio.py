@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hookbridge import ConfigurationError
-from hookbridge._registry import open as open_adapter
+from hookbridge import open as open_adapter
 from hookbridge.adapters.sftp import SFTPAdapter
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["trio"])]
