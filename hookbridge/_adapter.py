@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Literal, TypeVar
 
 import anyio
+from anyio.abc import ObjectReceiveStream
 
 from ._config import ConnectionSettings, read_settings
-from ._errors import AdapterClosed, ConfigurationError
+from ._errors import AdapterClosed, ConfigurationError, Throttled
+from ._fanout import Progress, amap
 from ._limits import Limits, LimitsStatistics
 from ._retry import Retry, RetryEvent
 
@@ -215,8 +218,6 @@ class Adapter:
         return result
 
     def _count_retry(self, event: RetryEvent) -> None:
-        from ._errors import Throttled
-
         self._retries += 1
         if isinstance(event.error, Throttled):
             self._throttled += 1
@@ -229,14 +230,12 @@ class Adapter:
         max_at_once: int | None = None,
         ordered: bool = True,
         on_error: Literal["raise", "collect"] = "raise",
-        progress: Callable[[Any], None] | None = None,
-    ) -> Any:
+        progress: Callable[[Progress], object] | None = None,
+    ) -> AbstractAsyncContextManager[ObjectReceiveStream[Any]]:
         """Fan ``fn`` out over ``items`` (see :func:`hookbridge.amap`).
 
         ``max_at_once`` defaults to the adapter's ``max_concurrency``, or 100.
         """
-        from ._fanout import amap
-
         if max_at_once is None:
             max_at_once = self.limits.max_concurrency or 100
         return amap(

@@ -1,7 +1,8 @@
 """pytest plugin of hookbridge: loopback server fixtures. Imports server libraries lazily.
 
 Registered through the ``pytest11`` entry point, so any project that installs ``hookbridge[test]``
-gets ``http_server``, ``http_server_process``, ``sftp_server`` and ``sftp_conn_id``. The servers
+gets ``http_server``, ``http_server_process``, ``sftp_server``, ``sftp_conn_id`` and the
+``sftp_small_files``, ``sftp_tree`` and ``sftp_large_file`` fixtures that populate it. The servers
 run on asyncio (aiohttp, asyncssh): on another anyio backend the fixtures skip the test.
 """
 
@@ -83,3 +84,21 @@ def sftp_conn_id(sftp_server: SFTPTestServer, monkeypatch: pytest.MonkeyPatch) -
     """Airflow connection id of sftp_server (AIRFLOW_CONN_*, password auth, host key pinned)."""
     monkeypatch.setenv("AIRFLOW_CONN_HOOKBRIDGE_SFTP", json.dumps(sftp_server.airflow_connection()))
     return "hookbridge_sftp"
+
+
+@pytest.fixture
+def sftp_small_files(sftp_server: SFTPTestServer) -> list[str]:
+    """1,000 files of 10 KiB under /small on sftp_server; their root-relative paths."""
+    return sftp_server.populate_small()
+
+
+@pytest.fixture
+def sftp_tree(sftp_server: SFTPTestServer) -> list[str]:
+    """A tree 4 levels deep (3 sub-directories, 3 files of 1 KiB each per level) under /tree."""
+    return sftp_server.populate_tree()
+
+
+@pytest.fixture
+def sftp_large_file(sftp_server: SFTPTestServer) -> str:
+    """One 64 MiB file, /large.bin, on sftp_server (written in chunks, never whole in memory)."""
+    return sftp_server.populate_large(size=64 * 1024 * 1024)
