@@ -95,7 +95,7 @@ async def run(ui: DemoUI) -> DemoResult:
             "retried on a fresh one"
         )
         return DemoResult(
-            part="2-sftp",
+            part="sftp",
             operations=result.files,
             seconds=seconds,
             retries=stats.retries,

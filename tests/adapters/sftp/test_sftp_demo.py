@@ -39,7 +39,7 @@ class _UI:
 async def test_demo_part_downloads_and_verifies() -> None:
     ui = _UI()
     result = await run(ui)
-    assert result.part == "2-sftp"
+    assert result.part == "sftp"
     assert result.failed == 0
     assert "checksums ok" in result.notes
     assert result.retries >= 1  # the server dropped a connection mid-transfer
