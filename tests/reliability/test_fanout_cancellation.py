@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import math
 import random
 from collections.abc import AsyncIterator, Iterator
@@ -15,12 +14,13 @@ import anyio.lowlevel
 import pytest
 
 from hookbridge import BatchError, Outcome, amap
+from hookbridge._groups import EXCEPTION_GROUP
 
 pytestmark = pytest.mark.anyio
 
 SEED = 20240918
 ITERATIONS = 100
-_GROUP: type[BaseException] = getattr(builtins, "BaseExceptionGroup", BaseException)
+_GROUP = EXCEPTION_GROUP
 
 
 class Boom(Exception):
