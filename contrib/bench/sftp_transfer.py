@@ -8,9 +8,13 @@ temporary root holding N small files of 10 KiB and one large file. In one run, f
 - the provider's ``SFTPClientPool(conn_id, pool_size=4)``, used as intended: each file in its own
   task, ``async with pool.get_sftp_client() as sftp: await sftp.get(...)``;
 - one raw asyncssh connection, best tuned: 128 concurrent open/read/write for the small files and
-  ``sftp.get(..., max_requests=128, block_size=256 KiB)`` for the large one;
+  ``sftp.get(..., max_requests=128, block_size=256 KiB)`` for the large one, offering the same
+  ciphers as hookbridge (AES-GCM first, ``adapters/sftp/_connect.py``);
 - ``SFTPHookAsync.retrieve_file`` for the large file (64 KiB blocks, the hook's default);
 - the sync ``SFTPHook.retrieve_file`` (paramiko) on a tenth of the small files, extrapolated.
+
+The provider's clients connect as the provider does (asyncssh's default cipher order, which
+negotiates chacha20-poly1305 with this server).
 
 Each measurement is repeated (``--repeat``, interleaved between clients) and the median kept.
 Only ratios measured in one run mean anything: absolute numbers move with machine load. The
@@ -111,10 +115,15 @@ async def pool_small(files: list[str], dst: str) -> None:
         await pool.close()
 
 
-async def raw_small(files: list[str], dst: str) -> None:
-    from airflow.providers.sftp.hooks.sftp import SFTPHookAsync
+async def raw_connect() -> Any:
+    """The provider's connection settings, offering the ciphers hookbridge offers."""
+    from hookbridge.adapters.sftp._connect import connect_ssh, default_ciphers
 
-    ssh = await SFTPHookAsync(sftp_conn_id=CONN_ID)._get_conn()
+    return await connect_ssh(CONN_ID, default_ciphers())
+
+
+async def raw_small(files: list[str], dst: str) -> None:
+    ssh = await raw_connect()
     async with ssh, ssh.start_sftp_client() as sftp:
         gate = asyncio.Semaphore(128)
 
@@ -130,9 +139,7 @@ async def raw_small(files: list[str], dst: str) -> None:
 
 
 async def raw_large(name: str, dst: str) -> None:
-    from airflow.providers.sftp.hooks.sftp import SFTPHookAsync
-
-    ssh = await SFTPHookAsync(sftp_conn_id=CONN_ID)._get_conn()
+    ssh = await raw_connect()
     async with ssh, ssh.start_sftp_client() as sftp:
         await sftp.get("/" + name, os.path.join(dst, name), max_requests=128, block_size=256 * KiB)
 
@@ -206,6 +213,9 @@ def warm_up() -> None:
         ssh = await airflow.providers.sftp.hooks.sftp.SFTPHookAsync(
             sftp_conn_id=CONN_ID
         )._get_conn()
+        async with ssh, ssh.start_sftp_client():
+            pass
+        ssh = await raw_connect()
         async with ssh, ssh.start_sftp_client():
             pass
 

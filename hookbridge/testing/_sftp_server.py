@@ -246,7 +246,8 @@ class SFTPTestServer:
     ``async with SFTPTestServer(root=tmp_path) as server:`` starts it and, on exit, closes every
     connection and waits for them. Keys are generated per instance: ``host_key_line`` is what an
     Airflow sftp connection takes as extra ``host_key``; ``client_key_path`` is an OpenSSH private
-    key (no passphrase) that the server accepts for ``user``.
+    key (no passphrase) that the server accepts for ``user``. ``ciphers`` narrows the SSH ciphers
+    the server accepts (asyncssh's defaults when None), to test a client's negotiation.
     """
 
     def __init__(
@@ -257,6 +258,7 @@ class SFTPTestServer:
         password: str = "pass",
         host: str = "127.0.0.1",
         port: int = 0,
+        ciphers: Sequence[str] | None = None,
     ) -> None:
         root_path = Path(root)
         if not root_path.is_dir():
@@ -266,6 +268,7 @@ class SFTPTestServer:
         self.password = password
         self.host = host
         self._requested_port = port
+        self._ciphers = list(ciphers) if ciphers is not None else ()
         self._host_key = asyncssh.generate_private_key("ssh-ed25519")
         self._client_key = asyncssh.generate_private_key("ssh-ed25519")
         self._client_public_data = self._client_key.public_data
@@ -306,6 +309,7 @@ class SFTPTestServer:
                 # no ~/.ssh/authorized_keys or sshd_config of the user running the tests
                 authorized_client_keys=None,
                 config=None,
+                encryption_algs=self._ciphers,
             )
             self._port = self._acceptor.get_port()
         except BaseException:

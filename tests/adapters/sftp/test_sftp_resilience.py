@@ -167,12 +167,17 @@ async def test_cancelling_tree_downloads_leaves_nothing_behind(
     def adapter() -> SFTPAdapter:
         return SFTPAdapter(conn_id, max_connections=3, block_size=64 * KiB, max_requests=8)
 
-    # One full run says how long a download takes, so that cancel times span all of it.
-    async with adapter() as sftp:
-        started = anyio.current_time()
-        await sftp.download_tree("/tree", tmp_path / "full", max_at_once=16)
-        full = anyio.current_time() - started
-    assert {rel: sha256_of(p) for rel, p in _present(tmp_path / "full").items()} == expected
+    # Full runs say how long a download takes, so that cancel times span all of it; the
+    # quickest of three, as the first one also pays for cold caches.
+    durations = []
+    for attempt in range(3):
+        async with adapter() as sftp:
+            started = anyio.current_time()
+            await sftp.download_tree("/tree", tmp_path / f"full{attempt}", max_at_once=16)
+            durations.append(anyio.current_time() - started)
+        present = {rel: sha256_of(p) for rel, p in _present(tmp_path / f"full{attempt}").items()}
+        assert present == expected
+    full = min(durations)
 
     rng = random.Random(20240611)
     cancelled = 0

@@ -139,6 +139,10 @@ async def test_secrets_never_leak(
         ({"root": "relative/dir"}, "hookbridge.root"),
         ({"block_size": True}, "hookbridge.block_size"),
         ({"bogus": 1}, "hookbridge.bogus"),
+        ({"ciphers": ["3des-cbc"]}, "hookbridge.ciphers"),  # legacy: never offered
+        ({"ciphers": "aes128-gcm@openssh.com, nonsense"}, "hookbridge.ciphers"),
+        ({"ciphers": []}, "hookbridge.ciphers"),
+        ({"ciphers": 128}, "hookbridge.ciphers"),
         # the core names this one "hookbridge.attempts" (reported to the lead)
         ({"retry": {"attempts": 0}}, "hookbridge."),
     ],
@@ -271,3 +275,40 @@ async def test_paths_inside_the_root_work(
         assert refused == ["abs-out", "dir-out"]
         assert all(isinstance(f.error, PathRefused) for f in followed.failures)
         assert (tmp_path / "f" / "link-in").read_bytes() == b"inside"
+
+
+# -- SSH ciphers -----------------------------------------------------------------------------------
+
+
+async def test_aes_gcm_is_preferred_and_the_ciphers_option_applies(connect: Connect) -> None:
+    conn_id = connect()
+    async with SFTPAdapter(conn_id) as sftp:
+        # check() reports the cipher the live connection negotiated
+        assert (await sftp.check()).endswith(", cipher aes256-gcm@openssh.com")
+    conn_id = connect("sftp_chacha", hookbridge={"ciphers": ["chacha20-poly1305@openssh.com"]})
+    async with SFTPAdapter(conn_id) as sftp:
+        assert (await sftp.check()).endswith(", cipher chacha20-poly1305@openssh.com")
+    async with SFTPAdapter(conn_id, ciphers="aes128-ctr, aes128-gcm@openssh.com") as sftp:
+        assert sftp.spec()["options"] == {
+            "ciphers": ["aes128-ctr", "aes128-gcm@openssh.com"]
+        }  # explicit wins over the extra, and goes into the spec
+        assert (await sftp.check()).endswith(", cipher aes128-ctr")
+    with pytest.raises(ConfigurationError) as caught:
+        SFTPAdapter(conn_id, ciphers=["aes128-gcm@openssh.com", "arcfour"])
+    assert caught.value.conn_id == conn_id
+    assert caught.value.field == "ciphers"
+    assert "aes256-gcm@openssh.com" in str(caught.value)  # says what is allowed
+
+
+async def test_a_server_without_aes_gcm_still_negotiates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with SFTPTestServer(
+        root=tmp_path, user="hb-user", password="s3cret-SFTP-Pa55word", ciphers=["aes192-ctr"]
+    ) as server:
+        conn = server.airflow_connection(auth="password")
+        monkeypatch.setenv("AIRFLOW_CONN_SFTP_OLD_CIPHERS", json.dumps(conn))
+        async with SFTPAdapter("sftp_old_ciphers") as sftp:
+            assert (await sftp.check()).endswith(", cipher aes192-ctr")
+            await sftp.write_bytes("x.bin", b"data")
+            assert await sftp.read_bytes("x.bin") == b"data"
