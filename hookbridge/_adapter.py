@@ -205,12 +205,30 @@ class Adapter:
         go through :attr:`retry` (or ``retry=``). Use it to reach the raw client and still be
         limited: ``await api.call(session.get, url)``.
         """
-        self._require_open()
+        if self._state != "open":
+            self._require_open()
+        policy = retry or self.retry
+        limits = self.limits
         self._calls += 1
         try:
-            result = await (retry or self.retry).run(
-                fn, *args, limits=self.limits, on_retry=self._count_retry
-            )
+            if policy.deadline is None and limits._enter_now():
+                # The common case inline: no deadline, and a slot and a token at once. This is
+                # every call's path, and a coroutine for the policy and two for the limiter cost
+                # more than the rest of the bookkeeping (measured on the HTTP fan-out benchmark).
+                failed: Exception | None = None
+                try:
+                    result = await fn(*args)
+                except Exception as exc:
+                    failed = exc
+                finally:
+                    limits._exit_slot()
+                if failed is not None:
+                    try:
+                        result = await policy._attempts(fn, args, limits, self._count_retry, failed)
+                    finally:
+                        failed = None  # no reference cycle through this frame
+            else:
+                result = await policy._attempts(fn, args, limits, self._count_retry, None)
         except Exception:
             self._failed += 1
             raise

@@ -568,6 +568,21 @@ class Limits:
         """A concurrency slot, then a rate token: ``async with limits(): await call()``."""
         return self._admission
 
+    def _enter_now(self) -> bool:
+        """Take a slot and a token when neither needs a wait; False (nothing taken) otherwise.
+
+        The synchronous half of ``async with limits():`` for callers on a hot path
+        (``Adapter.call``), who then leave with :meth:`_exit_slot`.
+        """
+        cap = self._max_concurrency
+        if cap is not None and (self._in_flight >= cap or self._slot_queue):
+            return False
+        self._in_flight += 1
+        if self._grant_now():
+            return True
+        self._in_flight -= 1  # nobody queued for a slot (checked above): nothing to hand over
+        return False
+
     async def _enter_slot(self) -> None:
         cap = self._max_concurrency
         if cap is None or (self._in_flight < cap and not self._slot_queue):

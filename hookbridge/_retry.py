@@ -211,12 +211,35 @@ class Retry:
         attempt or would pass during a wait. A :class:`Throttled` error's ``retry_after`` starts
         the shared cool-down of ``limits``.
         """
-        # Without a deadline an attempt needs no cancel scope and no clock reads: the common,
-        # successful call then costs little more than `async with limits(): await fn()`.
+        return await self._attempts(fn, args, limits, on_retry, None)
+
+    async def _attempts(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        limits: Limits | None,
+        on_retry: Callable[[RetryEvent], None] | None,
+        failed: Exception | None,
+    ) -> T:
+        """The attempts of :meth:`run`; with ``failed``, the first one was made by the caller.
+
+        ``Adapter.call`` makes the first attempt itself when it needs no wait and no deadline
+        (the common case, without a coroutine for this method or the limiter) and hands a
+        failure over here, which decides about it exactly as about any other attempt.
+        """
+        # Without a deadline an attempt needs no cancel scope and no clock reads.
         timed = self.deadline is not None
         deadline_at = math.inf if self.deadline is None else anyio.current_time() + self.deadline
         last: Exception | None = None
         attempt = 0
+        if failed is not None:
+            attempt = 1
+            try:
+                delay = self._next_delay(failed, attempt, limits, timed, deadline_at, on_retry)
+                last = failed
+            finally:
+                failed = None  # no reference cycle through this frame once it is raised
+            await anyio.sleep(delay)
         while True:
             attempt += 1
             if timed and anyio.current_time() >= deadline_at:
@@ -237,35 +260,48 @@ class Retry:
                         return await fn(*args)
             except Exception as exc:
                 # Cancellation is a BaseException on both backends: it never reaches here.
-                if not self.retry_on(exc) or attempt >= self.attempts:
-                    raise
+                delay = self._next_delay(exc, attempt, limits, timed, deadline_at, on_retry)
                 last = exc
-                delay = self.delay_for(attempt)
-                retry_after = exc.retry_after if isinstance(exc, Throttled) else None
-                if retry_after is not None and not retry_after >= 0:
-                    retry_after = None if math.isnan(retry_after) else 0.0
-                if retry_after is not None:
-                    if retry_after > self.max_retry_after:
-                        _add_note(
-                            exc,
-                            f"hookbridge: not retried: Retry-After {retry_after:g} s is more than "
-                            f"max_retry_after={self.max_retry_after:g} s; raise "
-                            "Retry(max_retry_after=...) to wait that long.",
-                        )
-                        raise
-                    if limits is not None:
-                        limits.throttled(retry_after)
-                    delay = max(delay, retry_after)
-                if timed and anyio.current_time() + delay > deadline_at:
-                    raise self._deadline_exceeded(
-                        attempt, exc, f"the next wait of {delay:.3g} s would pass it"
-                    ) from exc
-                if on_retry is not None:
-                    on_retry(RetryEvent(attempt=attempt, error=exc, delay=delay))
                 await anyio.sleep(delay)
                 continue
             # Only reached when the deadline's scope cancelled the attempt: a return leaves above.
             raise self._deadline_exceeded(attempt, last, "during an attempt") from last
+
+    def _next_delay(
+        self,
+        exc: Exception,
+        attempt: int,
+        limits: Limits | None,
+        timed: bool,
+        deadline_at: float,
+        on_retry: Callable[[RetryEvent], None] | None,
+    ) -> float:
+        """The wait before the attempt after ``attempt``, which raised ``exc``; or raise it."""
+        if not self.retry_on(exc) or attempt >= self.attempts:
+            raise exc
+        delay = self.delay_for(attempt)
+        retry_after = exc.retry_after if isinstance(exc, Throttled) else None
+        if retry_after is not None and not retry_after >= 0:
+            retry_after = None if math.isnan(retry_after) else 0.0
+        if retry_after is not None:
+            if retry_after > self.max_retry_after:
+                _add_note(
+                    exc,
+                    f"hookbridge: not retried: Retry-After {retry_after:g} s is more than "
+                    f"max_retry_after={self.max_retry_after:g} s; raise "
+                    "Retry(max_retry_after=...) to wait that long.",
+                )
+                raise exc
+            if limits is not None:
+                limits.throttled(retry_after)
+            delay = max(delay, retry_after)
+        if timed and anyio.current_time() + delay > deadline_at:
+            raise self._deadline_exceeded(
+                attempt, exc, f"the next wait of {delay:.3g} s would pass it"
+            ) from exc
+        if on_retry is not None:
+            on_retry(RetryEvent(attempt=attempt, error=exc, delay=delay))
+        return delay
 
     def _deadline_exceeded(
         self, attempts: int, last: BaseException | None, when: str

@@ -590,7 +590,7 @@ class HttpAdapter(Adapter):
             cached = self._unsafe_retry = (self.retry, narrowed)
         return cached[1]
 
-    async def request(
+    def request(
         self,
         method: str,
         endpoint: str = "",
@@ -599,22 +599,24 @@ class HttpAdapter(Adapter):
         json: Any = None,
         data: Any = None,
         headers: Mapping[str, str] | None = None,
-        timeout: TimeoutOption | None = None,  # noqa: ASYNC109 - per-request HTTP timeout
+        timeout: TimeoutOption | None = None,  # per-request HTTP timeout
         raise_for_status: bool | None = None,
         retry_non_idempotent: bool | None = None,
-    ) -> Response:
+    ) -> Coroutine[Any, Any, Response]:
         """Send one request (retried per the adapter's policy) and return its complete response.
 
-        ``endpoint`` is joined to the connection's base URL as ``HttpHook`` joins it; an absolute
-        URL must be on the connection's host or in ``allowed_hosts``. The body is read (up to
-        ``max_body_size``) before the connection goes back to the pool.
+        ``await api.request(method, endpoint, ...)``. ``endpoint`` is joined to the connection's
+        base URL as ``HttpHook`` joins it; an absolute URL must be on the connection's host or in
+        ``allowed_hosts``. The body is read (up to ``max_body_size``) before the connection goes
+        back to the pool. A plain function returning the call's coroutine, so that a request
+        costs one coroutine less: a bad ``endpoint`` or ``timeout`` raises when it is called.
         """
         method = method.upper()
         url = self._urls.get(endpoint)
         if url is None:
             url = self._url(endpoint)
         call_timeout = None if timeout is None else _timeout(timeout, "timeout", self.conn_id)
-        return await self.call(
+        return self.call(
             self._send,
             method,
             url,
