@@ -31,6 +31,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, cast, overload
 import anyio
 from anyio.abc import ObjectReceiveStream, TaskGroup
 
+from ._clock import running_loop
 from ._errors import BatchError, ConfigurationError, FailedItem
 from ._groups import EXCEPTION_GROUP, single_leaf
 
@@ -300,10 +301,14 @@ class _Run:
         self.watch = False
         self.t0 = 0.0
         self.next_log = 0.0
+        self.clock: Callable[[], float] = anyio.current_time
         self.work_scope: anyio.CancelScope | None = None
 
     def start(self) -> None:
-        self.t0 = anyio.current_time()
+        # Read after every item when progress is watched: the backend's own clock, not
+        # anyio.current_time(), which looks the backend up on every call.
+        self.clock = running_loop()[0]
+        self.t0 = self.clock()
         self.next_log = self.t0 + self.interval
         self.log = self.logger.isEnabledFor(logging.INFO)
         self.watch = self.log or self.progress is not None
@@ -489,7 +494,7 @@ class _Run:
     # -- progress ------------------------------------------------------------------------------
 
     def _finished(self) -> None:
-        now = anyio.current_time()
+        now = self.clock()
         if self.progress is not None:
             elapsed = now - self.t0
             finished = self.done + self.failed
@@ -520,7 +525,7 @@ class _Run:
     def summary(self) -> None:
         if not self.log:
             return
-        now = anyio.current_time()
+        now = self.clock()
         self.logger.info(
             "amap finished: %d done, %d failed, %d not run or cancelled, %.1f/s over %.1f s",
             self.done,

@@ -21,22 +21,8 @@ from typing import Any
 
 import anyio
 
+from ._clock import running_loop as _running_loop
 from ._errors import ConfigurationError
-
-try:  # anyio 4 keeps this private; it saves a sniffio dispatch per acquire (see _sync_loop)
-    from anyio._core._eventloop import get_async_backend as _get_async_backend
-
-    def _running_loop() -> tuple[Callable[[], float], object]:
-        """The running backend's clock, and an object that identifies the running loop."""
-        backend = _get_async_backend()
-        return backend.current_time, backend.current_token()
-
-except ImportError:  # pragma: no cover - a future anyio may move it; stay correct, just slower
-    import anyio.lowlevel
-
-    def _running_loop() -> tuple[Callable[[], float], object]:
-        return anyio.current_time, anyio.lowlevel.current_token().native_token
-
 
 __all__ = ["Limits", "LimitsStatistics", "Rate"]
 

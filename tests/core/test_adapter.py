@@ -154,3 +154,46 @@ async def test_asyncio_only_adapter_refuses_trio(anyio_backend: Any) -> None:
 def test_conn_id_is_validated() -> None:
     with pytest.raises(ConfigurationError, match="conn_id"):
         CounterAdapter("")
+
+
+async def test_call_waits_for_rate_and_slots_and_frees_them(mock_clock: None) -> None:
+    # The first attempt runs inline only when a slot and a token are free at once; otherwise
+    # the call waits like `async with limits():`. Either way the slot is given back.
+    running = peak = 0
+
+    async def work() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await anyio.sleep(0.1)
+        running -= 1
+
+    limits = Limits(rate="2/s", burst=1, max_concurrency=1)
+    async with CounterAdapter("c", limits=limits) as api:
+        start = anyio.current_time()
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(api.call, work)
+        # Five grants at 2/s with a burst of 1: the last one 2 s after the first.
+        assert anyio.current_time() - start >= 2.0
+        assert peak == 1
+        assert limits.statistics().in_flight == 0
+        assert api.statistics().succeeded == 5
+
+
+async def test_a_failed_first_attempt_is_raised_unchanged_and_frees_its_slot() -> None:
+    error = ValueError("not retryable")
+
+    async def broken() -> None:
+        raise error
+
+    limits = Limits(max_concurrency=1)
+    async with CounterAdapter("c", limits=limits) as api:
+        with pytest.raises(ValueError) as caught:
+            await api.call(broken)
+        assert caught.value is error and caught.value.__context__ is None
+        assert limits.statistics().in_flight == 0
+        # The slot is free again: a second call does not wait for it.
+        with anyio.fail_after(1):
+            with pytest.raises(ValueError):
+                await api.call(broken)
