@@ -7,11 +7,29 @@ backend's clock once with :func:`running_loop` and keeps it while it runs in tha
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 
 import anyio
 
 __all__ = ["running_loop"]
+
+
+def _plain_clock(token: object) -> Callable[[], float] | None:
+    """``time.monotonic`` itself for an asyncio loop whose ``time()`` is the stock one.
+
+    That is what such a loop's ``time()`` returns, without the two Python calls around it. A loop
+    with its own clock (uvloop, a test's virtual time that patches ``time``) keeps it.
+    """
+    if (
+        isinstance(token, asyncio.BaseEventLoop)
+        and type(token).time is asyncio.BaseEventLoop.time
+        and "time" not in vars(token)
+    ):
+        return time.monotonic
+    return None
+
 
 try:  # anyio 4 keeps this private; it saves the sniffio dispatch
     from anyio._core._eventloop import get_async_backend as _get_async_backend
@@ -19,7 +37,8 @@ try:  # anyio 4 keeps this private; it saves the sniffio dispatch
     def running_loop() -> tuple[Callable[[], float], object]:
         """The running backend's clock, and an object that identifies the running loop."""
         backend = _get_async_backend()
-        return backend.current_time, backend.current_token()
+        token = backend.current_token()
+        return _plain_clock(token) or backend.current_time, token
 
 except ImportError:  # pragma: no cover - a future anyio may move it; stay correct, just slower
     import anyio.lowlevel
