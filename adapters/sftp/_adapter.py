@@ -618,14 +618,20 @@ class SFTPAdapter(Adapter):
         self, sftp: asyncssh.SFTPClient, path: str, mode: str
     ) -> asyncssh.SFTPClientFile:
         # Shielded: once the request is out, its answer carries a handle that must be closed.
-        with anyio.CancelScope(shield=True), anyio.fail_after(HANDLE_TIMEOUT):
+        # One scope for the shield and the time limit (its own deadline still applies): this
+        # runs once per file of a tree.
+        with anyio.CancelScope(
+            shield=True, deadline=anyio.current_time() + HANDLE_TIMEOUT
+        ) as scope:
             file: asyncssh.SFTPClientFile = await sftp.open(path, mode, block_size=0)
+        if scope.cancelled_caught:
+            raise TimeoutError(f"no answer to opening {path!r} in {HANDLE_TIMEOUT:g} s")
         return file
 
     @staticmethod
     async def _close_handle(file: asyncssh.SFTPClientFile) -> None:
         # The close request leaves before the first await, so even a cancelled caller frees it.
-        with anyio.move_on_after(HANDLE_TIMEOUT):
+        with anyio.CancelScope(deadline=anyio.current_time() + HANDLE_TIMEOUT):
             # A broken connection fails the close too; the operation's own error says so.
             with suppress(asyncssh.Error, OSError):
                 await file.close()
