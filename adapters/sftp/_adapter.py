@@ -1,8 +1,10 @@
 """The SFTP adapter: pooled SSH connections carrying many concurrent SFTP requests each.
 
-Connections come from the provider's ``SFTPHookAsync`` (its ``_get_conn``: host, port, login,
-password, key_file / private_key, passphrase, host_key / no_host_key_check, known_hosts), so host
-keys are verified exactly as the provider verifies them, by default. Each connection is shared by
+Connections are opened with the provider's ``SFTPHookAsync`` settings (host, port, login,
+password, key_file / private_key, passphrase, host_key / no_host_key_check, known_hosts, parsed
+by the hook itself), so host keys are verified exactly as the provider verifies them, by default;
+``_connect`` adds the cipher preference (AES-GCM first) and a larger channel window and packet
+size, with the measurements that chose them. Each connection is shared by
 many operations at once (see ``_links``: a :class:`~hookbridge.Pool` owns their lifecycle, the
 operations share the connections it hands out), so concurrency is not capped at the number of
 connections as with ``SFTPClientPool``.
