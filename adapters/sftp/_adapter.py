@@ -968,18 +968,28 @@ class SFTPAdapter(Adapter):
         path: str,
         progress: Callable[[int, int], None] | None,
     ) -> None:
-        # Readers hand blocks to one writer task through a bounded stream; the writer takes
-        # whatever has arrived to a worker thread in one hop, rather than one hop per block.
+        # Readers hand blocks to one writer task through a bounded stream; the writer gathers a
+        # quarter as many blocks as there are readers (at most WRITE_BATCH; fewer at the end)
+        # and takes them to a worker thread in one hop. One hop per block arriving costs more
+        # than the write: on loopback, 800 hops for 200 MiB took a tenth more client CPU (the
+        # thread switches, in the kernel) than asyncssh's get writing on the loop; 25 hops do
+        # not. Memory stays bounded by the readers: a quarter more blocks than are in flight.
         send, receive = anyio.create_memory_object_stream[tuple[int, bytes]](max(1, workers // 2))
+        gather = max(1, min(WRITE_BATCH, workers // 4))
         done = 0
 
         async def write() -> None:
             nonlocal done
             async for first in receive:
                 batch = [first]
-                with suppress(anyio.WouldBlock, anyio.EndOfStream):
+                with suppress(anyio.EndOfStream):
                     while len(batch) < WRITE_BATCH:
-                        batch.append(receive.receive_nowait())
+                        try:
+                            batch.append(receive.receive_nowait())
+                        except anyio.WouldBlock:
+                            if len(batch) >= gather:
+                                break
+                            batch.append(await receive.receive())
                 await anyio.to_thread.run_sync(temp.write_blocks, batch)
                 done += sum(len(data) for _, data in batch)
                 if progress is not None:

@@ -239,6 +239,9 @@ def main() -> None:
         "--only", choices=["small", "large"], help="measure only small files or the large file"
     )
     parser.add_argument(
+        "--verbose", action="store_true", help="print each measurement as it is taken"
+    )
+    parser.add_argument(
         "--workdir",
         default="/dev/shm" if os.path.isdir("/dev/shm") else None,
         help="where the server root and the copies go (default: /dev/shm when present)",
@@ -277,6 +280,9 @@ def main() -> None:
 
     def record(name: str, measured: tuple[float, float, float]) -> None:
         results.setdefault(name, []).append(measured)
+        if args.verbose:
+            wall, client, server = measured
+            print(f"  {name:<44} {wall:7.3f} s  CPU client {client:6.3f} s  server {server:6.3f} s")
 
     try:
         small_clients = [
