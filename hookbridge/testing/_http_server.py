@@ -225,7 +225,7 @@ class HTTPTestServer:
         port: int = 0,
         items: int = 1000,
         user: str = "user",
-        password: str = "pass",
+        password: str = "hookbridge-test-secret",
         log_requests: bool = True,
         shutdown_timeout: float = 1.0,
     ) -> None:

@@ -255,7 +255,7 @@ class SFTPTestServer:
         *,
         root: str | os.PathLike[str],
         user: str = "user",
-        password: str = "pass",
+        password: str = "hookbridge-test-secret",
         host: str = "127.0.0.1",
         port: int = 0,
         ciphers: Sequence[str] | None = None,
@@ -595,7 +595,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
     parser.add_argument("--user", default="user")
-    parser.add_argument("--password", default="pass")
+    parser.add_argument("--password", default="hookbridge-test-secret")
     asyncio.run(_serve(parser.parse_args(argv)))
 
 
