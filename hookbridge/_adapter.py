@@ -213,8 +213,8 @@ class Adapter:
         try:
             if policy.deadline is None and limits._enter_now():
                 # The common case inline: no deadline, and a slot and a token at once. This is
-                # every call's path, and a coroutine for the policy and two for the limiter cost
-                # more than the rest of the bookkeeping (measured on the HTTP fan-out benchmark).
+                # nearly every call's path, and a coroutine for the policy and two for the
+                # limiter cost more than the rest of call() together.
                 failed: Exception | None = None
                 try:
                     result = await fn(*args)

@@ -650,11 +650,9 @@ class _Admission(AbstractAsyncContextManager[None]):
     async def __aenter__(self) -> None:
         limits = self._limits
         # The uncontended case inline, without creating a coroutine for the slot or the token.
-        cap = limits._max_concurrency
-        if cap is None or (limits._in_flight < cap and not limits._slot_queue):
-            limits._in_flight += 1
-        else:
-            await limits._enter_slot()
+        if limits._enter_now():
+            return
+        await limits._enter_slot()
         if limits._grant_now():
             return
         try:
