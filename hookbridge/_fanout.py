@@ -368,16 +368,24 @@ class _Run:
             return  # every worker is busy; the first to finish takes the job
         self.waking = True
 
+    def _enqueue(self, item: Any) -> None:
+        """Queue the item pulled last for the workers, waking or starting one if none is coming."""
+        index = self.pulled
+        self.jobs.append((index, item))
+        self.pulled = index + 1
+        if not self.waking:
+            self._wake()
+
     async def _produce(self, items: object) -> None:
-        jobs = self.jobs
+        # The loops for async and plain iterables differ only in how an item is read; each
+        # keeps the window check inline, since it runs once per item.
         window = self.window
-        index = 0
         try:
             if isinstance(items, AsyncIterable):
                 source = aiter(items)
                 try:
                     while True:
-                        if index - self.delivered >= window:
+                        if self.pulled - self.delivered >= window:
                             await self._window_room()
                             continue
                         if self.stopped:
@@ -389,11 +397,7 @@ class _Run:
                         except Exception as exc:
                             self.source_error = exc
                             return
-                        jobs.append((index, item))
-                        index += 1
-                        self.pulled = index
-                        if not self.waking:
-                            self._wake()
+                        self._enqueue(item)
                 finally:
                     # The generator must be closed by the task that iterated it, and now: left to
                     # the garbage collector, its cleanup would run outside any task.
@@ -403,7 +407,7 @@ class _Run:
             else:
                 iterator = iter(cast(Iterable[Any], items))
                 while True:
-                    if index - self.delivered >= window:
+                    if self.pulled - self.delivered >= window:
                         await self._window_room()
                         continue
                     if self.stopped:
@@ -415,11 +419,7 @@ class _Run:
                     except Exception as exc:
                         self.source_error = exc
                         return
-                    jobs.append((index, item))
-                    index += 1
-                    self.pulled = index
-                    if not self.waking:
-                        self._wake()
+                    self._enqueue(item)
         finally:
             self.exhausted = True
             # Idle workers wake up to see that no more jobs come, and end.
