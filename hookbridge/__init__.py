@@ -5,29 +5,38 @@ Everything public is importable from here; the modules behind it are private.
 
 from __future__ import annotations
 
-from ._adapter import Adapter, AdapterStatistics
+from ._adapter import Adapter, AdapterStatistics, CheckResult
+from ._checkpoint import Checkpoint, CheckpointStore, FileStore, MemoryStore
 from ._errors import (
     AdapterClosed,
     AdapterNotFound,
+    AlreadyExists,
     BatchError,
     ConfigurationError,
+    ConnectFailed,
     DeadlineExceeded,
     FailedItem,
     HookBridgeError,
+    HostRefused,
     MalformedResponse,
+    NotFound,
     PaginationRefused,
     PathRefused,
+    PermissionDenied,
     PoolClosed,
     PoolTimeout,
+    RemoteError,
     RemoteStatusError,
     ResponseTooLarge,
     Throttled,
     TransportError,
+    UsageError,
 )
 from ._fanout import Outcome, Progress, amap
 from ._limits import Limits, LimitsStatistics, Rate
 from ._pagination import (
     CursorToken,
+    HostPolicy,
     LinkHeader,
     NextLink,
     OffsetLimit,
@@ -35,7 +44,6 @@ from ._pagination import (
     PageNumber,
     PageRequest,
     PageResponse,
-    PaginationFunction,
     Strategy,
     iter_items,
     paginate,
@@ -53,6 +61,9 @@ from ._registry import (
     registered_adapters,
 )
 from ._retry import Retry, RetryEvent, default_retry_on, parse_retry_after
+from ._shared_limits import SharedLimit
+from ._sink import Sink, SinkReader, read_sink
+from ._trigger import PagingTrigger
 
 __all__ = [
     "Adapter",
@@ -60,17 +71,23 @@ __all__ = [
     "AdapterInfo",
     "AdapterNotFound",
     "AdapterStatistics",
+    "AlreadyExists",
     "BatchError",
+    "CheckResult",
     "ConfigurationError",
+    "ConnectFailed",
     "CursorToken",
     "DeadlineExceeded",
     "FailedItem",
     "HookBridgeError",
+    "HostPolicy",
+    "HostRefused",
     "Limits",
     "LimitsStatistics",
     "LinkHeader",
     "MalformedResponse",
     "NextLink",
+    "NotFound",
     "OffsetLimit",
     "Opening",
     "Outcome",
@@ -78,22 +95,25 @@ __all__ = [
     "PageNumber",
     "PageRequest",
     "PageResponse",
-    "PaginationFunction",
     "PaginationRefused",
     "PathRefused",
+    "PermissionDenied",
     "Pool",
     "PoolClosed",
     "PoolStatistics",
     "PoolTimeout",
     "Progress",
     "Rate",
+    "RemoteError",
     "RemoteStatusError",
     "ResponseTooLarge",
     "Retry",
     "RetryEvent",
+    "SharedLimit",
     "Strategy",
     "Throttled",
     "TransportError",
+    "UsageError",
     "aclose_shared",
     "amap",
     "default_retry_on",
@@ -106,6 +126,15 @@ __all__ = [
     "prefetch",
     "register",
     "registered_adapters",
+    # Airflow integration: resume after a retry, results too big for XCom
+    "Checkpoint",
+    "CheckpointStore",
+    "FileStore",
+    "MemoryStore",
+    "Sink",
+    "SinkReader",
+    "read_sink",
+    "PagingTrigger",
 ]
 
 __version__ = "0.1.0"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
+
+from ._clock import on_asyncio
 from ._errors import ConfigurationError
 
 __all__ = ["connection_extra", "get_connection"]
@@ -18,6 +21,8 @@ async def get_connection(conn_id: str, hook: Any = None) -> Any:
 
     Goes through the providers' async path (``get_async_connection``): a synchronous
     ``get_connection`` on the loop thread deadlocks inside a running task on Airflow < 3.3.2.
+    That path is asyncio-only; under another backend (trio), where no Airflow task runner can
+    be on the loop, the synchronous lookup runs on a worker thread instead.
     """
     try:
         from airflow.providers.common.compat.connection import get_async_connection
@@ -29,7 +34,11 @@ async def get_connection(conn_id: str, hook: Any = None) -> Any:
             conn_id=conn_id,
         ) from exc
     try:
-        return await get_async_connection(conn_id, hook)
+        if on_asyncio():
+            return await get_async_connection(conn_id, hook)
+        from airflow.sdk import BaseHook
+
+        return await anyio.to_thread.run_sync(BaseHook.get_connection, conn_id)
     except Exception as exc:
         # AirflowNotFoundException lives in different modules across Airflow versions: match on
         # the name rather than importing each of them.
@@ -50,5 +59,5 @@ async def connection_extra(conn: Any) -> dict[str, Any]:
     except ImportError:  # pragma: no cover - older compat provider
         extra = conn.extra_dejson
     else:
-        extra = await get_async_extra_dejson(conn)
+        extra = await get_async_extra_dejson(conn) if on_asyncio() else conn.extra_dejson
     return dict(extra or {})

@@ -8,16 +8,20 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
+from importlib.metadata import version
 from typing import Any
 
 import anyio
 
-from ._demo import DemoResult, DemoUI, ProgressHandle, demo_parts, run_part
+from ._adapter import CheckResult
+from ._demos import DemoResult, DemoUI, ProgressHandle, demo_parts, run_part
 from ._errors import HookBridgeError
 from ._registry import open as open_adapter
 from ._registry import registered_adapters
 
 __all__ = ["main"]
+
+__version__ = version("hookbridge")
 
 
 def _human_bytes(n: float) -> str:
@@ -47,11 +51,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], title: str = "
         table.add_column(h)
     for row in rows:
         table.add_row(*row)
-    console = Console()
-    # Piped output (CI logs) defaults to 80 columns, which folds every cell: allow a wide table.
-    if not console.is_terminal:
-        console = Console(width=max(console.width, 140))
-    console.print(table)
+    # The table is made to fit 80 columns, piped (CI logs) or not.
+    Console(width=max(Console().width, 80)).print(table)
 
 
 def cmd_adapters(_: argparse.Namespace) -> int:
@@ -63,20 +64,46 @@ def cmd_adapters(_: argparse.Namespace) -> int:
     return 0
 
 
+# Libraries whose INFO lines (connections opened, tasks started) would tear the progress display.
+_CHATTY_LOGGERS = ("asyncssh", "airflow", "azure", "httpx", "kiota", "urllib3", "winrm")
+
+
+def _quiet_libraries(log_file: str | None = None) -> None:
+    """Keep library logs out of the terminal: warnings only, or everything to ``log_file``."""
+    # Airflow 3 logs its hooks' INFO lines through structlog straight to the terminal, past the
+    # standard logging handlers below; its own level setting is the one switch it reads (before
+    # Airflow is first imported, which the commands do later). A user's setting wins.
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    handler: logging.Handler | None = None
+    if log_file is not None:
+        handler = logging.FileHandler(log_file)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in _CHATTY_LOGGERS:
+        logger = logging.getLogger(name)
+        if handler is not None:
+            logger.addHandler(handler)
+            logger.propagate = False
+            logger.setLevel(logging.INFO)
+        else:
+            logger.setLevel(logging.WARNING)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    async def check() -> None:
+    _quiet_libraries()
+
+    async def check() -> CheckResult:
         async with open_adapter(args.conn_id, adapter=args.adapter) as adapter:
             print(f"{args.conn_id}: opened {adapter!r}")
-            probe = getattr(adapter, "check", None)
-            if probe is not None:
-                print(f"{args.conn_id}: {await probe()}")
+            result: CheckResult = await adapter.check()
+            return result
 
     try:
-        anyio.run(check)
+        result = anyio.run(check)
     except HookBridgeError as exc:
         print(f"{args.conn_id}: FAILED: {exc}", file=sys.stderr)
         return 1
-    return 0
+    print(f"{args.conn_id}: {result}", file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else 1
 
 
 class _PlainProgress:
@@ -131,12 +158,19 @@ class _RichUI:
         return _RichProgress(self._progress, description, total)
 
     def log(self, message: str) -> None:
-        self._progress.console.log(message)
+        self._progress.console.log(message, markup=False)
 
 
 async def _run_demo(only: Sequence[str]) -> list[DemoResult | tuple[str, str]]:
     results: list[DemoResult | tuple[str, str]] = []
-    parts = [(n, p) for n, p in demo_parts() if not only or n in only]
+    available = demo_parts()
+    unknown = sorted(set(only) - {name for name, _ in available})
+    if unknown:
+        raise SystemExit(
+            f"unknown demo part(s) {', '.join(unknown)}; the parts are: "
+            f"{', '.join(name for name, _ in available) or 'none installed'}"
+        )
+    parts = [(n, p) for n, p in available if not only or n in only]
     if not parts:
         raise SystemExit(
             "no demo parts are installed: install the adapters' extras, "
@@ -179,6 +213,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="hookbridge-demo-airflow-"))
     # The progress bars say what the fan-out's periodic log lines would.
     logging.getLogger("hookbridge.progress").setLevel(logging.WARNING)
+    log_file = os.path.join(os.environ["AIRFLOW_HOME"], "hookbridge-demo.log")
+    _quiet_libraries(log_file)
     results = anyio.run(_run_demo, args.only or (), backend="asyncio")
     rows = []
     notes = []
@@ -193,7 +229,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             [
                 r.part,
                 f"{r.operations:,}",
-                f"{r.seconds:.2f} s",
+                f"{r.seconds:.1f} s",
                 f"{r.throughput:,.0f}/s",
                 str(r.retries),
                 str(r.throttles),
@@ -204,21 +240,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if r.notes:
             notes.append(f"{r.part}: {r.notes}")
     _table(
-        [
-            "part",
-            "operations",
-            "time",
-            "throughput",
-            "retries",
-            "throttles honoured",
-            "failed",
-            "peak heap",
-        ],
+        ["part", "ops", "time", "rate", "retries", "throttled", "failed", "heap"],
         rows,
         "hookbridge demo",
     )
     for note in notes:
         print(f"  {note}")
+    print(f"  library logs: {log_file}")
     return 1 if failed else 0
 
 
@@ -226,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="hookbridge", description="Async adapters over Airflow provider hooks."
     )
+    parser.add_argument("--version", action="version", version=f"hookbridge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("adapters", help="list the registered adapters and their conn_types")
     check = sub.add_parser("check", help="open the adapter of a connection and probe it")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import anyio
 
-__all__ = ["running_loop"]
+__all__ = ["on_asyncio", "running_loop"]
 
 
 def _plain_clock(token: object) -> Callable[[], float] | None:
@@ -46,3 +46,12 @@ except ImportError:  # pragma: no cover - a future anyio may move it; stay corre
     def running_loop() -> tuple[Callable[[], float], object]:
         """The running backend's clock, and an object that identifies the running loop."""
         return anyio.current_time, anyio.lowlevel.current_token().native_token
+
+
+def on_asyncio() -> bool:
+    """Whether the running event loop is asyncio's (False under trio, or with no loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

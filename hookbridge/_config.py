@@ -5,22 +5,26 @@ Operators tune an API's limits, retries and pool sizes there without touching DA
     {"hookbridge": {"rate": "100/s", "burst": 10, "max_concurrency": 50,
                     "retry": {"attempts": 5, "deadline": 60}, "pool": {"max_size": 8}}}
 
+``"shared": {"redis_conn_id": "redis_default"}`` next to the rate shares it through Redis with every
+process that opens the same connection (see ``hookbridge._shared_limits``).
+
 Explicit arguments to the adapter always win over these defaults.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ._errors import ConfigurationError
 from ._limits import Limits
+from ._options import Option
 from ._retry import Retry
 
 __all__ = ["EXTRA_KEY", "ConnectionSettings", "read_settings"]
 
 EXTRA_KEY = "hookbridge"
-_LIMIT_KEYS = ("rate", "burst", "max_concurrency")
+_LIMIT_KEYS = ("rate", "burst", "max_concurrency", "shared")
 _RETRY_KEYS = ("attempts", "backoff", "max_backoff", "max_retry_after", "deadline")
 
 T = TypeVar("T")
@@ -29,20 +33,19 @@ T = TypeVar("T")
 class ConnectionSettings:
     """The validated content of a connection's ``hookbridge`` extra."""
 
-    __slots__ = ("adapter_options", "limits", "pool", "retry")
+    __slots__ = ("limits", "retry", "sections")
 
     def __init__(
         self,
         *,
         limits: Limits | None,
         retry: Retry | None,
-        pool: dict[str, Any],
-        adapter_options: dict[str, Any],
+        sections: dict[str, dict[str, Any]],
     ) -> None:
         self.limits = limits
         self.retry = retry
-        self.pool = pool
-        self.adapter_options = adapter_options
+        #: Raw adapter option values by section ("" is the top level); parsed by the Options.
+        self.sections = sections
 
 
 def _build(
@@ -57,8 +60,7 @@ def _build(
         return factory(**kwargs)
     except ConfigurationError as exc:
         field = f"{section}.{exc.field}" if exc.field else key
-        message = str(exc).split("] ", 1)[-1] if str(exc).startswith("[") else str(exc)
-        raise ConfigurationError(message, conn_id=conn_id, field=field) from exc
+        raise ConfigurationError(exc.reason, conn_id=conn_id, field=field) from exc
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(
             f"invalid value: {exc}. Fix the connection's extra.", conn_id=conn_id, field=key
@@ -69,10 +71,13 @@ def read_settings(
     extra: Mapping[str, Any],
     *,
     conn_id: str,
-    pool_keys: Mapping[str, type | tuple[type, ...]] = {},
-    adapter_keys: Mapping[str, type | tuple[type, ...]] = {},
+    options: Sequence[Option[Any]] = (),
 ) -> ConnectionSettings:
-    """Validate ``extra["hookbridge"]``; unknown keys and wrong types name the key to fix."""
+    """Validate ``extra["hookbridge"]``; unknown keys and wrong shapes name the key to fix.
+
+    ``options`` are the adapter's declared options: those with ``in_extra`` may appear at the
+    top level or in their section. Their values are parsed later, by the options themselves.
+    """
     raw = extra.get(EXTRA_KEY, {})
     if isinstance(raw, str):
         import json
@@ -91,7 +96,10 @@ def read_settings(
             conn_id=conn_id,
             field=EXTRA_KEY,
         )
-    known = {*_LIMIT_KEYS, "retry", "pool", *adapter_keys}
+    in_extra = [option for option in options if option.in_extra]
+    top_level = {option.name for option in in_extra if option.section is None}
+    section_names = {option.section for option in in_extra if option.section is not None}
+    known = {*_LIMIT_KEYS, "retry", *section_names, *top_level}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigurationError(
@@ -102,6 +110,9 @@ def read_settings(
         )
 
     limit_kwargs = {k: raw[k] for k in _LIMIT_KEYS if k in raw}
+    if isinstance(limit_kwargs.get("shared"), Mapping):
+        # A shared limit's key defaults to the conn_id: every process opening it shares a budget.
+        limit_kwargs["shared"] = {"key": conn_id, **limit_kwargs["shared"]}
     limits = (
         _build(Limits, limit_kwargs, conn_id=conn_id, key=f"{EXTRA_KEY}.rate")
         if limit_kwargs
@@ -119,13 +130,11 @@ def read_settings(
             section=f"{EXTRA_KEY}.retry",
         )
 
-    pool = _section(raw.get("pool", {}), conn_id=conn_id, key="pool", allowed=tuple(pool_keys))
-    _check_types(pool, pool_keys, conn_id=conn_id, prefix=f"{EXTRA_KEY}.pool")
-    adapter_options = {k: raw[k] for k in adapter_keys if k in raw}
-    _check_types(adapter_options, adapter_keys, conn_id=conn_id, prefix=EXTRA_KEY)
-    return ConnectionSettings(
-        limits=limits, retry=retry, pool=pool, adapter_options=adapter_options
-    )
+    sections: dict[str, dict[str, Any]] = {"": {k: raw[k] for k in top_level if k in raw}}
+    for name in sorted(section_names):
+        allowed = tuple(o.name for o in in_extra if o.section == name)
+        sections[name] = _section(raw.get(name, {}), conn_id=conn_id, key=name, allowed=allowed)
+    return ConnectionSettings(limits=limits, retry=retry, sections=sections)
 
 
 def _section(value: Any, *, conn_id: str, key: str, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -144,28 +153,3 @@ def _section(value: Any, *, conn_id: str, key: str, allowed: tuple[str, ...]) ->
             field=f"{EXTRA_KEY}.{key}.{unknown[0]}",
         )
     return dict(value)
-
-
-def _check_types(
-    values: Mapping[str, Any],
-    types: Mapping[str, type | tuple[type, ...]],
-    *,
-    conn_id: str,
-    prefix: str,
-) -> None:
-    for key, value in values.items():
-        expected = types[key]
-        # bool is an int subclass: "max_size": true is a typo, not a size.
-        if isinstance(value, bool) and expected is not bool and bool not in _as_tuple(expected):
-            ok = False
-        else:
-            ok = isinstance(value, expected)
-        if not ok:
-            names = "/".join(t.__name__ for t in _as_tuple(expected))
-            raise ConfigurationError(
-                f"must be {names}, got {value!r}.", conn_id=conn_id, field=f"{prefix}.{key}"
-            )
-
-
-def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
-    return types if isinstance(types, tuple) else (types,)

@@ -7,28 +7,39 @@ bodies and URLs they quote go through ``redact`` first.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 __all__ = [
     "AdapterClosed",
+    "AlreadyExists",
+    "ConnectFailed",
     "AdapterNotFound",
     "BatchError",
     "ConfigurationError",
     "DeadlineExceeded",
     "FailedItem",
     "HookBridgeError",
+    "HostRefused",
     "MalformedResponse",
+    "NotFound",
     "PaginationRefused",
     "PathRefused",
+    "PermissionDenied",
     "PoolClosed",
     "PoolTimeout",
+    "RemoteError",
     "RemoteStatusError",
     "ResponseTooLarge",
     "Throttled",
     "TransportError",
+    "UsageError",
+    "encoded_forms",
     "excerpt",
     "redact",
 ]
@@ -36,17 +47,81 @@ __all__ = [
 #: Longest body excerpt an error carries: enough to see what the server said, never a whole page.
 EXCERPT_LIMIT = 500
 
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+# The scheme's length is bounded: unbounded, a long run of letters (a token, a base64 body) made
+# every search quadratic, seconds for a 20 kB message.
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]{0,31}://)[^/@\s]+@")
 
 
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """Return ``text`` with every secret and any ``user:password@`` in a URL replaced by ``***``."""
+    """Return ``text`` with every secret and any ``user:password@`` in a URL replaced by ``***``.
+
+    Each secret is also looked for in the forms it takes on the wire: percent-encoded (as in a
+    query string or a URL path, with any set of characters left as they are, in either case of
+    hex digits), form-encoded (``+`` for a space) and base64 (Basic auth, tokens).
+    """
     text = _USERINFO.sub(r"\g<scheme>***@", text)
     for secret in secrets:
         # Very short "secrets" would blank out ordinary words; they are not worth protecting.
         if secret and len(secret) >= 3:
-            text = text.replace(secret, "***")
+            pattern, base64_forms = _secret_patterns(secret)
+            text = pattern.sub("***", text)
+            for form in base64_forms:
+                if form in text:
+                    text = text.replace(form, "***")
     return text
+
+
+@lru_cache(maxsize=256)
+def _secret_patterns(secret: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
+    """A pattern for ``secret`` with each character raw or percent-encoded; its base64 forms.
+
+    Clients differ in which characters they leave unencoded (yarl keeps ``@`` and ``/`` in a
+    query and writes a space as ``+``; urllib's ``quote`` keeps ``/`` only): matching per
+    character covers all of them, where a list of encoders would miss the next client's choice.
+    The base64 forms are replaced as plain strings: joined to the pattern as alternatives, they
+    made a search of a long token thousands of times slower.
+    """
+    per_character = re.compile("".join(_character_pattern(char) for char in secret))
+    return per_character, tuple(sorted(_base64_forms(secret), key=len, reverse=True))
+
+
+def _character_pattern(char: str) -> str:
+    # %XX per UTF-8 byte, hex digits in either case.
+    escaped = "".join(
+        "%" + "".join(f"[{h}{h.lower()}]" if h.isalpha() else h for h in f"{byte:02X}")
+        for byte in char.encode()
+    )
+    options = [re.escape(char), escaped, r"\+"] if char == " " else [re.escape(char), escaped]
+    return f"(?:{'|'.join(options)})"
+
+
+def _base64_forms(secret: str) -> set[str]:
+    raw = secret.encode()
+    forms = {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+    # Also without the padding, as in JWT-style tokens.
+    return forms | {form.rstrip("=") for form in forms}
+
+
+@lru_cache(maxsize=256)
+def encoded_forms(secret: str) -> tuple[str, ...]:
+    """The secret as it may appear in a message, longest first (so no form is left half-done).
+
+    What a leak test looks for; :func:`redact` matches more (any mix of raw and encoded
+    characters).
+    """
+    forms = {
+        secret,
+        quote(secret, safe=""),
+        quote(secret, safe="/"),
+        quote_plus(secret),
+        # yarl (so aiohttp) in a query string and in a path: RFC 3986 lets these stand.
+        quote_plus(secret, safe="!$'()*,:@/?~"),
+        quote(secret, safe="!$&'()*+,;=:@/~"),
+    }
+    # Percent escapes may come in lower case (some clients normalise them so).
+    forms |= {re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), form) for form in forms}
+    forms |= _base64_forms(secret)
+    return tuple(sorted((form for form in forms if len(form) >= 3), key=len, reverse=True))
 
 
 def excerpt(body: bytes | str | None, limit: int = EXCERPT_LIMIT) -> str:
@@ -75,6 +150,8 @@ class ConfigurationError(HookBridgeError):
             where.append(f"field {field!r}")
         prefix = f"[{', '.join(where)}] " if where else ""
         super().__init__(prefix + message)
+        #: The message without the conn_id/field prefix.
+        self.reason = message
         self.conn_id = conn_id
         self.field = field
 
@@ -101,7 +178,18 @@ class AdapterNotFound(ConfigurationError):
         self.installed = tuple(installed)
 
 
-class AdapterClosed(HookBridgeError):
+class UsageError(HookBridgeError):
+    """The API was used in a way it does not support (a wrong argument, a call out of order).
+
+    The message says what to write instead. Raised before anything is sent.
+    """
+
+    def __init__(self, message: str, *, argument: str | None = None):
+        super().__init__(f"[argument {argument!r}] {message}" if argument else message)
+        self.argument = argument
+
+
+class AdapterClosed(UsageError):
     """The adapter was used before ``async with`` opened it, or after it was closed."""
 
 
@@ -112,8 +200,51 @@ class TransportError(HookBridgeError):
     """
 
 
-class RemoteStatusError(HookBridgeError):
-    """The remote side answered with an error status."""
+class ConnectFailed(TransportError):
+    """The connection could not be established (refused, unreachable, connect timeout).
+
+    Nothing was sent, so unlike other transport errors it is safe to retry for every operation,
+    writes included.
+    """
+
+
+class RemoteError(HookBridgeError):
+    """The remote side answered, and the answer is an error.
+
+    ``code`` is the protocol's own (an HTTP status, an SFTP status code, a Graph error code, a
+    WS-Management fault code); ``target`` says what was asked for (a URL, a remote path, a
+    command), already redacted. ``body_excerpt`` is a bounded, redacted part of the answer.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | str | None = None,
+        target: str | None = None,
+        body_excerpt: str = "",
+    ):
+        detail = f" Body: {body_excerpt}" if body_excerpt else ""
+        super().__init__(f"{message}{detail}")
+        self.code = code
+        self.target = target
+        self.body_excerpt = body_excerpt
+
+
+class NotFound(RemoteError):
+    """What was asked for does not exist on the remote side (HTTP 404, SFTP no such file)."""
+
+
+class PermissionDenied(RemoteError):
+    """The remote side refused the credentials or the operation (HTTP 401/403, SFTP)."""
+
+
+class AlreadyExists(RemoteError):
+    """The operation would create something that exists already (HTTP 409, SFTP)."""
+
+
+class RemoteStatusError(RemoteError):
+    """An HTTP(-like) error status. ``status`` is the code, ``url`` the target."""
 
     def __init__(
         self,
@@ -123,11 +254,35 @@ class RemoteStatusError(HookBridgeError):
         url: str | None = None,
         body_excerpt: str = "",
     ):
-        detail = f" Body: {body_excerpt}" if body_excerpt else ""
-        super().__init__(f"{message}{detail}")
+        super().__init__(message, code=status, target=url, body_excerpt=body_excerpt)
         self.status = status
         self.url = url
-        self.body_excerpt = body_excerpt
+
+    @staticmethod
+    def for_status(status: int) -> type[RemoteStatusError]:
+        """The class of the error for ``status``: 404 is also a :class:`NotFound`, and so on."""
+        return _STATUS_CLASSES.get(status, RemoteStatusError)
+
+
+class StatusNotFound(RemoteStatusError, NotFound):
+    """HTTP 404/410: a :class:`RemoteStatusError` that is also a :class:`NotFound`."""
+
+
+class StatusPermissionDenied(RemoteStatusError, PermissionDenied):
+    """HTTP 401/403: a :class:`RemoteStatusError` that is also a :class:`PermissionDenied`."""
+
+
+class StatusAlreadyExists(RemoteStatusError, AlreadyExists):
+    """HTTP 409: a :class:`RemoteStatusError` that is also an :class:`AlreadyExists`."""
+
+
+_STATUS_CLASSES: dict[int, type[RemoteStatusError]] = {
+    401: StatusPermissionDenied,
+    403: StatusPermissionDenied,
+    404: StatusNotFound,
+    409: StatusAlreadyExists,
+    410: StatusNotFound,
+}
 
 
 class Throttled(RemoteStatusError):
@@ -158,12 +313,19 @@ class PoolTimeout(HookBridgeError, TimeoutError):
     """No resource became free within the pool's acquire timeout."""
 
 
-class PaginationRefused(HookBridgeError):
-    """A next-page link points somewhere the paginator may not follow (another host)."""
+class HostRefused(HookBridgeError):
+    """A URL (absolute endpoint, redirect, next link) is outside the adapter's host policy.
+
+    Nothing was sent to it: the connection's credentials go with every request.
+    """
 
     def __init__(self, message: str, *, url: str | None = None):
         super().__init__(message)
         self.url = url
+
+
+class PaginationRefused(HostRefused):
+    """A next-page link points somewhere the paginator may not follow (another host)."""
 
 
 class ResponseTooLarge(HookBridgeError):

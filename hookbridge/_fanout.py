@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from inspect import isasyncgen
 from typing import Any, Generic, Literal, Protocol, TypeVar, cast, overload
@@ -32,9 +32,10 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, cast, overload
 import anyio
 from anyio.abc import ObjectReceiveStream, TaskGroup
 
+from ._checks import is_count, is_number
 from ._clock import running_loop
 from ._errors import BatchError, ConfigurationError, FailedItem
-from ._groups import EXCEPTION_GROUP, single_leaf
+from ._fanout_results import open_results
 
 __all__ = ["Outcome", "Progress", "amap"]
 
@@ -47,7 +48,6 @@ _WINDOW_FACTOR = 2
 # Closing an async generator runs under a shield; one that hangs in its cleanup is abandoned.
 _CLOSE_TIMEOUT = 5.0
 _DEFAULT_LOGGER = "hookbridge.progress"
-_MISSING: Any = object()
 
 _Job = tuple[int, Any]
 
@@ -180,7 +180,7 @@ def amap(
     INFO line at most every ``progress_interval`` seconds, checked when a call finishes, and a
     summary when the fan-out ends (only when INFO is enabled when it starts).
     """
-    if not isinstance(max_at_once, int) or isinstance(max_at_once, bool) or max_at_once < 1:
+    if not is_count(max_at_once):
         raise ConfigurationError(
             f"max_at_once must be an integer >= 1 (how many calls may run at once), "
             f"got {max_at_once!r}",
@@ -210,11 +210,7 @@ def amap(
         raise ConfigurationError(
             f"progress must be a callable taking a Progress, got {progress!r}", field="progress"
         )
-    if (
-        not isinstance(progress_interval, (int, float))
-        or isinstance(progress_interval, bool)
-        or not progress_interval > 0
-    ):
+    if not is_number(progress_interval) or not progress_interval > 0:
         raise ConfigurationError(
             f"progress_interval must be a number of seconds > 0, got {progress_interval!r}",
             field="progress_interval",
@@ -230,7 +226,7 @@ def amap(
         logger=logger if logger is not None else logging.getLogger(_DEFAULT_LOGGER),
         total=_size(items),
     )
-    return _open(run, items)
+    return open_results(run, items)
 
 
 def _size(items: object) -> int | None:
@@ -286,7 +282,7 @@ class _Run:
         self.failures: list[FailedItem] = []
         self.jobs: deque[_Job] = deque()
         self.sleepers: list[anyio.Event] = []  # idle workers, each waiting on its own event
-        self.waking = False  # a worker was woken or started and has not looked at the queue yet
+        self.waking = 0  # workers woken or started that have not looked at the queue yet
         self.exhausted = False  # the producer has queued its last job
         self.producer: anyio.Event | None = None  # set when the window has room again
         # Finished results not delivered yet: by index when ordered (the receiver takes
@@ -320,8 +316,9 @@ class _Run:
     # to a different waiting worker, so every job would cost a worker a sleep and a wake-up. Here
     # an idle worker is woken (or started) only when a job is queued and no other worker is
     # already on its way; a worker keeps taking queued jobs until the queue is empty, and wakes
-    # the next one when it leaves jobs behind. Items that finish without waiting then run back to
-    # back in one worker, while slow items still spread over up to max_at_once workers.
+    # up to two more when it leaves jobs behind. Items that finish without waiting then run back
+    # to back in one worker, while slow items spread over up to max_at_once workers within a few
+    # loop turns.
 
     async def work(self, items: object) -> None:
         try:
@@ -366,7 +363,7 @@ class _Run:
             self.tg.start_soon(self._worker)
         else:
             return  # every worker is busy; the first to finish takes the job
-        self.waking = True
+        self.waking += 1
 
     def _enqueue(self, item: Any) -> None:
         """Queue the item pulled last for the workers, waking or starting one if none is coming."""
@@ -425,6 +422,7 @@ class _Run:
             # Idle workers wake up to see that no more jobs come, and end.
             for sleeper in self.sleepers:
                 sleeper.set()
+            self.waking += len(self.sleepers)
             self.sleepers.clear()
 
     async def _worker(self) -> None:
@@ -435,11 +433,24 @@ class _Run:
         jobs = self.jobs
         finished = self.finished
         payload: Any
-        self.waking = False
+        self.waking -= 1
+        woken = True  # this worker has just started, or just been woken
         while not self.stopped:
             if jobs:
                 index, item = jobs.popleft()
-                if jobs and not self.waking:
+                if woken:
+                    # Fan the wake-ups out: a worker's first job after it was woken wakes two
+                    # more while jobs outnumber the workers on their way (1, 2, 4, ... per loop
+                    # turn), so that after a stall (a full window, a slow head item) the idle
+                    # workers are busy again within about log2(max_at_once) turns, not one turn
+                    # per worker.
+                    woken = False
+                    if len(jobs) > self.waking:
+                        self._wake()
+                        if len(jobs) > self.waking:
+                            self._wake()
+                elif jobs and not self.waking:
+                    # Back to back (an item that finished without waiting): one more at most.
                     self._wake()
             elif self.exhausted:
                 return
@@ -450,9 +461,10 @@ class _Run:
                     await sleeper.wait()
                 finally:
                     if sleeper.is_set():
-                        self.waking = False
+                        self.waking -= 1
                     else:
                         self.sleepers.remove(sleeper)
+                woken = True
                 continue
             self.started += 1
             self.in_flight += 1
@@ -543,132 +555,3 @@ class _Run:
     def batch_error(self) -> BatchError:
         failures = sorted(self.failures, key=lambda failure: failure.index)
         return BatchError(failures, completed=self.done, not_run=self.not_run())
-
-
-class _Results(ObjectReceiveStream[Any]):
-    """The receiving end ``amap`` yields: hands results out in order and frees window room."""
-
-    def __init__(self, run: _Run) -> None:
-        self._run = run
-        self._ordered = run.ordered
-        self._receiving = False  # ordered: a task is waiting in _wait
-        self._closed = False
-
-    def _take(self) -> Any:
-        """A result ready to deliver, or _MISSING (then _wait decides: wait, fail or end)."""
-        if self._receiving:
-            # Two tasks restoring one order would each wait for a result the other took.
-            raise anyio.BusyResourceError("receiving from")
-        return self._pop()
-
-    def _pop(self) -> Any:
-        run = self._run
-        if run.failures or self._closed:
-            return _MISSING
-        if self._ordered:
-            payload = run.finished.pop(run.next_index, _MISSING)
-            if payload is _MISSING:
-                return _MISSING
-            run.next_index += 1
-        else:
-            if not run.finished_order:
-                return _MISSING
-            payload = run.finished_order.popleft()
-        run.delivered_one()
-        return payload
-
-    async def receive(self) -> Any:
-        payload = self._take()
-        if payload is not _MISSING:
-            return payload
-        return await self._wait()
-
-    async def __anext__(self) -> Any:
-        # Without ObjectReceiveStream's __anext__, which awaits receive(): one coroutine less
-        # per result when it is ready, as it usually is.
-        payload = self._take()
-        if payload is not _MISSING:
-            return payload
-        try:
-            return await self._wait()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
-
-    async def _wait(self) -> Any:
-        run = self._run
-        if self._closed:
-            raise anyio.ClosedResourceError
-        self._receiving = self._ordered
-        try:
-            while True:
-                if run.failures:
-                    await self._fail()
-                payload = self._pop()
-                if payload is not _MISSING:
-                    return payload
-                if run.ended:
-                    break
-                receiver = anyio.Event()
-                run.receivers.append(receiver)
-                try:
-                    await receiver.wait()
-                finally:
-                    if not receiver.is_set():
-                        run.receivers.remove(receiver)
-        finally:
-            self._receiving = False
-        # Raised outside any except block, so the error does not chain to another.
-        raise self._end()
-
-    def _end(self) -> BaseException:
-        run = self._run
-        if run.failures:
-            return run.batch_error()
-        error, run.source_error = run.source_error, None
-        return error if error is not None else anyio.EndOfStream()
-
-    async def _fail(self) -> None:
-        # Wait until every worker has ended, so that the error names every failure and the
-        # counts are final; results that arrive meanwhile are not delivered.
-        run = self._run
-        while not run.ended:
-            receiver = anyio.Event()
-            run.receivers.append(receiver)
-            try:
-                await receiver.wait()
-            finally:
-                if not receiver.is_set():
-                    run.receivers.remove(receiver)
-        raise run.batch_error()
-
-    async def aclose(self) -> None:
-        # Nobody wants the rest: stop the work rather than let it finish for nothing.
-        self._closed = True
-        self._run.finished.clear()
-        self._run.finished_order.clear()
-        self._run.stop()
-
-
-@asynccontextmanager
-async def _open(run: _Run, items: object) -> AsyncIterator[ObjectReceiveStream[Any]]:
-    run.start()
-    unwrapped: BaseException | None = None
-    try:
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(run.work, items)
-                try:
-                    yield _Results(run)
-                finally:
-                    # The consumer left: whatever is still running is not wanted.
-                    run.stop()
-                    tg.cancel_scope.cancel()
-        except EXCEPTION_GROUP as group:
-            unwrapped = single_leaf(group)
-            if unwrapped is None:
-                raise
-    finally:
-        run.summary()
-    if unwrapped is not None:
-        # Raised outside the except block so that the traceback does not show the group.
-        raise unwrapped

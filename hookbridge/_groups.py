@@ -1,11 +1,16 @@
-"""Exception-group helpers shared by the modules that own task groups (prefetch, amap)."""
+"""Exception groups and the owned task group of the modules that run tasks (prefetch, amap)."""
 
 from __future__ import annotations
 
 import builtins
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib import import_module
 
-__all__ = ["EXCEPTION_GROUP", "single_leaf"]
+import anyio
+from anyio.abc import TaskGroup
+
+__all__ = ["EXCEPTION_GROUP", "owned_task_group", "single_leaf"]
 
 # BaseExceptionGroup is a builtin from Python 3.11 on; before that anyio installs the backport.
 # Looked up at run time because mypy checks as 3.10, where the backport's stubs may be absent.
@@ -27,3 +32,22 @@ def single_leaf(group: BaseException) -> BaseException | None:
             return None
         group = inner[0]
     return group
+
+
+@asynccontextmanager
+async def owned_task_group() -> AsyncIterator[TaskGroup]:
+    """A task group whose tasks are cancelled when the block ends; one error comes out unwrapped."""
+    unwrapped: BaseException | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            try:
+                yield tg
+            finally:
+                tg.cancel_scope.cancel()
+    except EXCEPTION_GROUP as group:
+        unwrapped = single_leaf(group)
+        if unwrapped is None:
+            raise
+    if unwrapped is not None:
+        # Raised outside the except block so that the traceback does not show the group.
+        raise unwrapped

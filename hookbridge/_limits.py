@@ -10,98 +10,28 @@ arrival time (TAT) of the next token, no background task, and never more than ``
 from __future__ import annotations
 
 import math
-import re
 import weakref
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ._checks import is_count, is_number
 from ._clock import running_loop as _running_loop
 from ._errors import ConfigurationError
+from ._rate import RATE_FORMS, Rate
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ._shared_limits import SharedLimit
 
 __all__ = ["Limits", "LimitsStatistics", "Rate"]
 
 _NEVER = -math.inf
-_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
-_RATE = re.compile(
-    rf"^\s*(?P<limit>{_NUMBER})\s*/\s*(?P<count>{_NUMBER})?\s*(?P<unit>[a-zA-Z]+)\s*$"
-)
-_UNITS = {
-    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1.0),
-    **dict.fromkeys(("min", "mins", "minute", "minutes"), 60.0),
-    **dict.fromkeys(("h", "hr", "hour", "hours"), 3600.0),
-}
-_RATE_FORMS = (
-    "write it as '<count>/<unit>' or '<count>/<number><unit>', with unit s|sec|second, "
-    "min|minute or h|hour, e.g. '100/s', '6000/min', '3600/h', '10/5s', '10/2.5min', '2.5/s'"
-)
-
-
-def _is_number(value: object) -> bool:
-    # bool is an int subclass, but "rate": true is a typo, not a number.
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _number_text(value: float) -> str:
-    # Exact and short: "100", "2.5", "1e-05"; Rate.parse reads every form back to the same float.
-    if value.is_integer() and abs(value) < 1e16:
-        return str(int(value))
-    return repr(value)
-
-
-@dataclass(frozen=True)
-class Rate:
-    """``limit`` tokens per ``period`` seconds; ``Rate.parse("100/s")`` reads the text form."""
-
-    limit: float
-    period: float
-
-    def __post_init__(self) -> None:
-        for field in ("limit", "period"):
-            value = getattr(self, field)
-            if not _is_number(value) or not math.isfinite(value) or value <= 0:
-                raise ConfigurationError(
-                    f"Rate {field} must be a positive finite number, got {value!r}; {_RATE_FORMS}.",
-                    field="rate",
-                )
-            object.__setattr__(self, field, float(value))
-
-    @classmethod
-    def parse(cls, text: str) -> Rate:
-        """Read ``"100/s"``, ``"6000/min"``, ``"3600/h"``, ``"10/5s"``, ``"2.5/s"`` and the like."""
-        if not isinstance(text, str):
-            raise ConfigurationError(
-                f"rate must be text, got {text!r} ({type(text).__name__}); {_RATE_FORMS}.",
-                field="rate",
-            )
-        match = _RATE.match(text)
-        unit = _UNITS.get(match["unit"].lower()) if match else None
-        if match is None or unit is None:
-            raise ConfigurationError(f"cannot read rate {text!r}; {_RATE_FORMS}.", field="rate")
-        limit = float(match["limit"])
-        count = float(match["count"]) if match["count"] else 1.0
-        period = count * unit
-        if not (0 < limit < math.inf and 0 < period < math.inf):
-            raise ConfigurationError(
-                f"rate {text!r} must have a positive count and a positive period; {_RATE_FORMS}.",
-                field="rate",
-            )
-        return cls(limit, period)
-
-    @property
-    def interval(self) -> float:
-        """Seconds between two tokens at this rate (the GCRA emission interval)."""
-        return self.period / self.limit
-
-    def __str__(self) -> str:
-        unit = {1.0: "s", 60.0: "min", 3600.0: "h"}.get(self.period)
-        per = unit if unit is not None else f"{_number_text(self.period)}s"
-        return f"{_number_text(self.limit)}/{per}"
 
 
 @dataclass(frozen=True)
@@ -118,6 +48,9 @@ class LimitsStatistics:
     throttles: int
     #: Seconds until the shared cool-down ends (0.0 when none, or when read outside a loop).
     cooldown_remaining: float
+    #: Where grants come from: "local" (this process), "shared" (Redis), "fail_closed" (Redis is
+    #: unreachable: callers wait for it) or "fallback_local" (Redis is unreachable: a local share).
+    mode: str = "local"
 
 
 class _Waiter:
@@ -175,6 +108,9 @@ class Limits:
 
     Nothing here is bound to an event loop: one object may serve successive event loops (even of
     different backends), one loop at a time.
+
+    ``shared=SharedLimit(key=..., redis_url=...)`` (or a dict of its fields) shares the rate and
+    the cool-down with every process using that key, through Redis (``hookbridge._shared_limits``).
     """
 
     __slots__ = (
@@ -202,6 +138,22 @@ class Limits:
         "_waiting",
     )
 
+    def __new__(cls, *args: Any, shared: Any = None, **kwargs: Any) -> Limits:
+        # shared=... (a rate shared by every process through Redis) makes a SharedLimits, which
+        # has this class's API: callers, the adapter and amap need not know which they hold.
+        if shared is not None:
+            from ._shared_limits import SharedLimits
+
+            if cls is Limits:
+                return object.__new__(SharedLimits)
+            if not issubclass(cls, SharedLimits):
+                raise ConfigurationError(
+                    f"shared= needs Limits itself (which then shares through Redis), not the "
+                    f"subclass {cls.__name__}.",
+                    field="shared",
+                )
+        return object.__new__(cls)
+
     def __init__(
         self,
         *,
@@ -209,7 +161,9 @@ class Limits:
         burst: int | None = None,
         max_concurrency: int | None = None,
         name: str | None = None,
+        shared: SharedLimit | Mapping[str, Any] | None = None,
     ) -> None:
+        # ``shared`` is read by SharedLimits.__init__ (see __new__).
         if rate is None or isinstance(rate, Rate):
             self._rate = rate
         elif isinstance(rate, str):
@@ -217,11 +171,11 @@ class Limits:
         else:
             raise ConfigurationError(
                 f"rate must be text such as '100/s' or a Rate, got {rate!r} "
-                f"({type(rate).__name__}); {_RATE_FORMS}.",
+                f"({type(rate).__name__}); {RATE_FORMS}.",
                 field="rate",
             )
         if burst is not None:
-            if not isinstance(burst, int) or isinstance(burst, bool) or burst < 1:
+            if not is_count(burst):
                 raise ConfigurationError(
                     f"burst must be a whole number >= 1 (tokens granted at once), got {burst!r}.",
                     field="burst",
@@ -232,11 +186,7 @@ class Limits:
                     "or drop burst.",
                     field="burst",
                 )
-        if max_concurrency is not None and (
-            not isinstance(max_concurrency, int)
-            or isinstance(max_concurrency, bool)
-            or max_concurrency < 1
-        ):
+        if max_concurrency is not None and not is_count(max_concurrency):
             raise ConfigurationError(
                 f"max_concurrency must be a whole number >= 1 or None (no limit), got "
                 f"{max_concurrency!r}.",
@@ -318,7 +268,7 @@ class Limits:
     @classmethod
     def from_spec(cls, spec: Any) -> Limits:
         """Rebuild limits from :meth:`to_spec` output (for example a trigger's serialized spec)."""
-        allowed = ("rate", "burst", "max_concurrency", "name")
+        allowed = ("rate", "burst", "max_concurrency", "name", "shared")
         if not isinstance(spec, dict) or set(spec) - set(allowed):
             raise ConfigurationError(
                 f"not a limits spec: expected a dict with keys among {', '.join(allowed)}, "
@@ -383,7 +333,7 @@ class Limits:
         return False
 
     def _check_tokens(self, tokens: int) -> None:
-        if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
+        if not is_count(tokens):
             raise ConfigurationError(
                 f"tokens must be a whole number >= 1, got {tokens!r}.", field="tokens"
             )
@@ -524,7 +474,7 @@ class Limits:
         once: reservations queued before or during the cool-down move back together, keeping
         their spacing.
         """
-        if not _is_number(retry_after) or not 0 <= retry_after < math.inf:
+        if not is_number(retry_after) or not 0 <= retry_after < math.inf:
             raise ConfigurationError(
                 f"retry_after must be a finite number of seconds >= 0, got {retry_after!r}.",
                 field="retry_after",
@@ -544,6 +494,13 @@ class Limits:
                 self._shift += until - first
                 self._tat += until - first
 
+    async def share_cooldown(self) -> None:
+        """Tell the other processes of this limit about a cool-down (a no-op for a local one).
+
+        The call engine awaits it after every throttled answer; a limit shared through Redis
+        writes the cool-down there at once instead of with its next grant.
+        """
+
     # -- concurrency -----------------------------------------------------------------------
 
     def slot(self) -> AbstractAsyncContextManager[None]:
@@ -554,11 +511,12 @@ class Limits:
         """A concurrency slot, then a rate token: ``async with limits(): await call()``."""
         return self._admission
 
-    def _enter_now(self) -> bool:
+    def try_admit(self) -> bool:
         """Take a slot and a token when neither needs a wait; False (nothing taken) otherwise.
 
-        The synchronous half of ``async with limits():`` for callers on a hot path
-        (``Adapter.call``), who then leave with :meth:`_exit_slot`.
+        The synchronous half of ``async with limits():`` for callers on a hot path (the adapter
+        SDK's call engine), who then leave with :meth:`release`. Callers that get False wait
+        with ``async with limits():`` instead.
         """
         cap = self._max_concurrency
         if cap is not None and (self._in_flight >= cap or self._slot_queue):
@@ -583,14 +541,15 @@ class Limits:
             await waiter.event.wait()
         except BaseException:
             if waiter.granted:
-                self._exit_slot()  # handed over just as we were cancelled: pass it on
+                self.release()  # handed over just as we were cancelled: pass it on
             else:
                 waiter.cancelled = True
             raise
         finally:
             self._slot_waiting -= 1
 
-    def _exit_slot(self) -> None:
+    def release(self) -> None:
+        """Leave the slot taken by :meth:`try_admit` (or ``async with limits():``)."""
         queue = self._slot_queue
         while queue:
             waiter = queue.popleft()
@@ -630,13 +589,8 @@ class _Slot(AbstractAsyncContextManager[None]):
     async def __aenter__(self) -> None:
         await self._limits._enter_slot()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._limits._exit_slot()
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._limits.release()
 
 
 class _Admission(AbstractAsyncContextManager[None]):
@@ -650,7 +604,7 @@ class _Admission(AbstractAsyncContextManager[None]):
     async def __aenter__(self) -> None:
         limits = self._limits
         # The uncontended case inline, without creating a coroutine for the slot or the token.
-        if limits._enter_now():
+        if limits.try_admit():
             return
         await limits._enter_slot()
         if limits._grant_now():
@@ -658,13 +612,8 @@ class _Admission(AbstractAsyncContextManager[None]):
         try:
             await limits.acquire()
         except BaseException:
-            limits._exit_slot()
+            limits.release()
             raise
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._limits._exit_slot()
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._limits.release()

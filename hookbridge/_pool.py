@@ -16,12 +16,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Generic, Literal, TypeVar
 
 import anyio
+from anyio.abc import AsyncResource
 
-from ._errors import ConfigurationError, HookBridgeError, PoolClosed, PoolTimeout
+from ._checks import is_count, is_number
+from ._errors import ConfigurationError, PoolClosed, PoolTimeout, UsageError
 
 __all__ = ["Pool", "PoolStatistics"]
 
@@ -89,7 +90,7 @@ class _Waiter(Generic[T]):
         return self.entry is not None or self.slot or self.closed
 
 
-class Pool(Generic[T]):
+class Pool(AsyncResource, Generic[T]):
     """A bounded pool of resources of type ``T``, made by ``create`` and destroyed by ``dispose``.
 
     Open it with ``async with Pool(...) as pool`` and check a resource out with
@@ -142,7 +143,7 @@ class Pool(Generic[T]):
                 f"got {health_check!r}",
                 field="health_check",
             )
-        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
+        if not is_count(max_size):
             raise ConfigurationError(
                 f"pool {name!r}: must be an integer >= 1, got {max_size!r}", field="max_size"
             )
@@ -183,19 +184,11 @@ class Pool(Generic[T]):
                 f"pool {self._name!r} was closed and cannot be reopened: build a new Pool"
             )
         if self._state == "open":
-            raise HookBridgeError(
+            raise UsageError(
                 f"pool {self._name!r} is already open: enter it with `async with` only once"
             )
         self._state = "open"
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the pool: dispose the idle resources and fail every queued task.
@@ -488,19 +481,14 @@ class _Lease(AbstractAsyncContextManager[T]):
 
     async def __aenter__(self) -> T:
         if self._used:
-            raise HookBridgeError(
+            raise UsageError(
                 "a pool lease can be entered only once: call pool.acquire() for each checkout"
             )
         self._used = True
         self._entry = await self._pool._checkout()
         return self._entry.resource
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, _: object, exc: BaseException | None, __: object) -> None:
         entry, self._entry = self._entry, None
         if entry is None:
             return
@@ -513,13 +501,7 @@ def _seconds(name: str, option: str, value: float | None, *, allow_zero: bool) -
     if value is None:
         return None
     bound = ">= 0" if allow_zero else "> 0"
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or math.isnan(value)
-        or value < 0
-        or (value == 0 and not allow_zero)
-    ):
+    if not is_number(value) or math.isnan(value) or value < 0 or (value == 0 and not allow_zero):
         raise ConfigurationError(
             f"pool {name!r}: must be a number of seconds {bound}, or None for no limit; "
             f"got {value!r}",

@@ -13,15 +13,14 @@ import json
 import logging
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, overload
 
 import anyio
 from anyio.lowlevel import RunVar
 
 from ._adapter import Adapter
 from ._airflow import get_connection
-from ._errors import AdapterNotFound, ConfigurationError
+from ._errors import AdapterNotFound, ConfigurationError, UsageError
 from ._limits import Limits
 from ._retry import Retry
 
@@ -60,6 +59,10 @@ class _Registry:
         self._explicit: dict[str, type[Adapter] | str] = {}
         self._loaded: dict[str, type[Adapter]] = {}
         self._errors: dict[str, str] = {}
+        # Entry points are read once per process: scanning every installed distribution takes
+        # ~30 ms, on the event loop when open() looks an adapter up (200 triggers starting in a
+        # triggerer blocked its loop for 6 s). A distribution installed later needs a restart.
+        self._discovered: dict[str, str] | None = None
 
     def register(self, adapter: type[Adapter] | str, *, name: str | None, replace: bool) -> str:
         if isinstance(adapter, str):
@@ -94,8 +97,10 @@ class _Registry:
         self,
     ) -> dict[str, tuple[type[Adapter] | str, Literal["entry point", "register()"]]]:
         targets: dict[str, tuple[type[Adapter] | str, Literal["entry point", "register()"]]] = {}
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            targets[ep.name] = (ep.value, "entry point")
+        if self._discovered is None:
+            self._discovered = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+        for name, target in self._discovered.items():
+            targets[name] = (target, "entry point")
         for key, value in self._explicit.items():
             targets[key] = (value, "register()")
         return targets
@@ -268,6 +273,18 @@ class Opening(Generic[A]):
         self._instance: A | None = None
         self._key: str | None = None
 
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names Opening lacks: most likely an adapter method called on open(...)
+        # itself, without the async with that opens the adapter.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise _NotOpened(
+            f"{name!r} is not available on hookbridge.open(...) itself, which is not the adapter "
+            f"yet: write `async with hookbridge.open({self.conn_id!r}) as api:` and then "
+            f"`api.{name}(...)`.",
+            argument=name,
+        )
+
     async def _adapter_class(self) -> type[A]:
         if isinstance(self._adapter, type):
             return self._adapter
@@ -286,7 +303,7 @@ class Opening(Generic[A]):
 
     async def __aenter__(self) -> A:
         if self._instance is not None:
-            raise ConfigurationError("this open() was already entered; call open() again.")
+            raise UsageError("this open() was already entered; call open() again.")
         cls = await self._adapter_class()
         candidate = cls(self.conn_id, **self._options)
         if not self._shared:
@@ -326,12 +343,7 @@ class Opening(Generic[A]):
         self._instance = entry.adapter  # type: ignore[assignment]
         return entry.adapter  # type: ignore[return-value]
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: Any) -> None:
         instance, self._instance = self._instance, None
         if instance is None:
             return
@@ -348,6 +360,32 @@ class Opening(Generic[A]):
         await _close_expired(table)
 
 
+class _NotOpened(UsageError, AttributeError):
+    """An adapter method was looked up on an Opening (``async with`` is missing)."""
+
+
+@overload
+def open(
+    conn_id: str,
+    *,
+    adapter: type[A],
+    shared: bool = False,
+    linger: float = 60.0,
+    **options: Any,
+) -> Opening[A]: ...
+
+
+@overload
+def open(
+    conn_id: str,
+    *,
+    adapter: str | None = None,
+    shared: bool = False,
+    linger: float = 60.0,
+    **options: Any,
+) -> Opening[Any]: ...
+
+
 def open(
     conn_id: str,
     *,
@@ -360,6 +398,8 @@ def open(
 
     The adapter is chosen by the connection's ``conn_type`` through the registry, or by
     ``adapter=`` (a registry name or a class). ``options`` go to the adapter's constructor.
+    With ``adapter=SomeAdapter`` (the class) type checkers know the adapter's type; so they do
+    with ``SomeAdapter.for_connection(conn_id, ...)``.
     ``shared=True`` (for triggers) leases one adapter per (event loop, spec), ref-counted and
     closed ``linger`` seconds after its last lease ends; the sweep happens on the next shared
     open or release in that loop, and :func:`aclose_shared` closes them all.

@@ -13,11 +13,9 @@ from dataclasses import dataclass, field
 from datetime import timezone
 from typing import Any, TypeVar
 
-import anyio
-
+from ._checks import is_number
 from ._errors import (
     ConfigurationError,
-    DeadlineExceeded,
     RemoteStatusError,
     Throttled,
     TransportError,
@@ -211,111 +209,38 @@ class Retry:
         attempt or would pass during a wait. A :class:`Throttled` error's ``retry_after`` starts
         the shared cool-down of ``limits``.
         """
-        return await self._attempts(fn, args, limits, on_retry, None)
+        from ._engine import run_attempts  # the engine builds on this module
 
-    async def _attempts(
-        self,
-        fn: Callable[..., Awaitable[T]],
-        args: tuple[Any, ...],
-        limits: Limits | None,
-        on_retry: Callable[[RetryEvent], None] | None,
-        failed: Exception | None,
-    ) -> T:
-        """The attempts of :meth:`run`; with ``failed``, the first one was made by the caller.
+        return await run_attempts(fn, args, self, limits, on_retry)
 
-        ``Adapter.call`` makes the first attempt itself when it needs no wait and no deadline
-        (the common case, without a coroutine for this method or the limiter) and hands a
-        failure over here, which decides about it exactly as about any other attempt.
+    def next_delay(self, error: Exception, attempt: int) -> float | None:
+        """Seconds to wait before retrying after attempt ``attempt`` failed with ``error``.
+
+        None means "do not retry": the error is not retryable, the attempts are used up, or the
+        server's Retry-After is longer than ``max_retry_after`` (a note on the error says so).
+        The wait is the jittered back-off, or the Retry-After if longer.
         """
-        # Without a deadline an attempt needs no cancel scope and no clock reads.
-        timed = self.deadline is not None
-        deadline_at = math.inf if self.deadline is None else anyio.current_time() + self.deadline
-        last: Exception | None = None
-        attempt = 0
-        if failed is not None:
-            attempt = 1
-            try:
-                delay = self._next_delay(failed, attempt, limits, timed, deadline_at, on_retry)
-                last = failed
-            finally:
-                failed = None  # no reference cycle through this frame once it is raised
-            await anyio.sleep(delay)
-        while True:
-            attempt += 1
-            if timed and anyio.current_time() >= deadline_at:
-                raise self._deadline_exceeded(
-                    attempt - 1, last, "before the next attempt"
-                ) from last
-            try:
-                if not timed:
-                    if limits is None:
-                        return await fn(*args)
-                    async with limits():
-                        return await fn(*args)
-                # The scope bounds the limiter's waits too: they count against the deadline.
-                with anyio.CancelScope(deadline=deadline_at):
-                    if limits is None:
-                        return await fn(*args)
-                    async with limits():
-                        return await fn(*args)
-            except Exception as exc:
-                # Cancellation is a BaseException on both backends: it never reaches here.
-                delay = self._next_delay(exc, attempt, limits, timed, deadline_at, on_retry)
-                last = exc
-                await anyio.sleep(delay)
-                continue
-            # Only reached when the deadline's scope cancelled the attempt: a return leaves above.
-            raise self._deadline_exceeded(attempt, last, "during an attempt") from last
-
-    def _next_delay(
-        self,
-        exc: Exception,
-        attempt: int,
-        limits: Limits | None,
-        timed: bool,
-        deadline_at: float,
-        on_retry: Callable[[RetryEvent], None] | None,
-    ) -> float:
-        """The wait before the attempt after ``attempt``, which raised ``exc``; or raise it."""
-        if not self.retry_on(exc) or attempt >= self.attempts:
-            raise exc
+        if not self.retry_on(error) or attempt >= self.attempts:
+            return None
         delay = self.delay_for(attempt)
-        retry_after = exc.retry_after if isinstance(exc, Throttled) else None
+        retry_after = error.retry_after if isinstance(error, Throttled) else None
         if retry_after is not None and not retry_after >= 0:
             retry_after = None if math.isnan(retry_after) else 0.0
         if retry_after is not None:
             if retry_after > self.max_retry_after:
                 _add_note(
-                    exc,
+                    error,
                     f"hookbridge: not retried: Retry-After {retry_after:g} s is more than "
                     f"max_retry_after={self.max_retry_after:g} s; raise "
-                    "Retry(max_retry_after=...) to wait that long.",
+                    "Retry(max_retry_after=...) to wait that long, or wait and call again.",
                 )
-                raise exc
-            if limits is not None:
-                limits.throttled(retry_after)
+                return None
             delay = max(delay, retry_after)
-        if timed and anyio.current_time() + delay > deadline_at:
-            raise self._deadline_exceeded(
-                attempt, exc, f"the next wait of {delay:.3g} s would pass it"
-            ) from exc
-        if on_retry is not None:
-            on_retry(RetryEvent(attempt=attempt, error=exc, delay=delay))
         return delay
-
-    def _deadline_exceeded(
-        self, attempts: int, last: BaseException | None, when: str
-    ) -> DeadlineExceeded:
-        cause = f" Last error: {type(last).__name__}: {last}" if last is not None else ""
-        return DeadlineExceeded(
-            f"gave up after {attempts} attempt(s): the retry deadline of {self.deadline:g} s "
-            f"passed ({when}). Raise Retry(deadline=...) or set it to None to allow more "
-            f"time.{cause}"
-        )
 
 
 def _is_seconds(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return is_number(value) and math.isfinite(value)
 
 
 def _add_note(error: BaseException, note: str) -> None:

@@ -8,6 +8,15 @@ import tempfile
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# Every property test draws the same examples on every run: CI stays deterministic (a run that
+# fails fails again, on any machine). HOOKBRIDGE_FUZZ=long explores with fresh random examples.
+settings.register_profile("hookbridge-tests", derandomize=True, database=None, deadline=None)
+settings.register_profile("hookbridge-explore", deadline=None)
+settings.load_profile(
+    "hookbridge-explore" if os.environ.get("HOOKBRIDGE_FUZZ") == "long" else "hookbridge-tests"
+)
 
 # Importing Airflow creates $AIRFLOW_HOME/logs: keep it out of the user's home.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="hookbridge-airflow-"))

@@ -62,3 +62,44 @@ def test_demo_runs_every_part_and_prints_the_summary(tmp_path: Path) -> None:
         if cells[0] in {"http", "sftp"}:
             assert int(cells[1].replace(",", "")) > 0  # operations
             assert cells[6] == "0"  # failed
+    # The table fits 80 columns, and library logs went to the file named under it.
+    assert all(len(line) <= 80 for line in out.splitlines() if line.startswith(("│", "┃", "┏")))
+    log_line = next(line for line in out.splitlines() if "library logs:" in line)
+    assert Path(log_line.split("library logs:")[1].strip()).is_file()
+    # No library INFO line tore the progress display: asyncssh's (standard logging) nor the
+    # provider hooks' (Airflow's structlog), and every part's own "[part] starting" line shows.
+    both = out + result.stderr
+    assert "asyncssh" not in both
+    assert "[info" not in both and "Establishing WinRM connection" not in both
+    assert all(f"[{part}] starting" in both for part in ("http", "msgraph", "sftp", "winrm"))
+
+
+def test_demo_only_runs_the_named_part_and_refuses_unknown_names(tmp_path: Path) -> None:
+    env = {"AIRFLOW_HOME": str(tmp_path)}
+    unknown = hookbridge_cli("demo", "--only", "gopher", env=env)
+    assert unknown.returncode != 0
+    assert "gopher" in unknown.stderr and "http" in unknown.stderr and "sftp" in unknown.stderr
+
+
+def test_check_probes_and_exits_non_zero_on_an_error_status(
+    tmp_path: Path, http_server_process: str
+) -> None:
+    env = {
+        "AIRFLOW_HOME": str(tmp_path),
+        "AIRFLOW_CONN_UP": json.dumps({"conn_type": "http", "host": http_server_process}),
+        "AIRFLOW_CONN_MISSING": json.dumps(
+            {"conn_type": "http", "host": http_server_process + "/status/404"}
+        ),
+    }
+    up = hookbridge_cli("check", "up", env=env)
+    assert up.returncode == 0, up.stderr
+    assert "ok in" in up.stdout and "-> 200" in up.stdout
+    missing = hookbridge_cli("check", "missing", env=env)
+    assert missing.returncode == 1
+    assert "FAILED" in missing.stderr and "-> 404" in missing.stderr
+
+
+def test_version() -> None:
+    result = hookbridge_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("hookbridge ")

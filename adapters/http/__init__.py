@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from ._adapter import HttpAdapter, HttpPoolStatistics, ItemStream, PageStream
+from ._adapter import HttpAdapter, HttpPoolStatistics
+from ._pagination_function import PaginationFunction
 from ._response import Response, StreamedResponse
-from ._translate import ConnectFailed
 
 __all__ = [
-    "ConnectFailed",
     "HttpAdapter",
     "HttpPoolStatistics",
-    "ItemStream",
-    "PageStream",
+    "PaginationFunction",
     "Response",
     "StreamedResponse",
 ]

@@ -11,7 +11,8 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from hookbridge._errors import HookBridgeError, redact
+from hookbridge import HookBridgeError
+from hookbridge.adapter import redact
 
 from ._translate import FOREIGN_ERRORS, translate_error
 
@@ -116,7 +117,9 @@ class Response:
         if self._text is None:
             try:
                 self._text = self._content.decode(self.encoding, errors="replace")
-            except LookupError:  # an unknown charset name in Content-Type
+            except (LookupError, ValueError):
+                # An unknown charset name in Content-Type, or a codec that refuses
+                # errors="replace" (idna, punycode, undefined): the server's label is unusable.
                 self._text = self._content.decode("utf-8", errors="replace")
         return self._text
 

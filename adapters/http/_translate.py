@@ -9,19 +9,18 @@ from contextlib import contextmanager
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from hookbridge._errors import (
+from hookbridge import (
     ConfigurationError,
+    ConnectFailed,
     HookBridgeError,
     RemoteStatusError,
     Throttled,
     TransportError,
-    excerpt,
-    redact,
+    parse_retry_after,
 )
-from hookbridge._retry import parse_retry_after
+from hookbridge.adapter import excerpt, redact
 
 __all__ = [
-    "ConnectFailed",
     "FOREIGN_ERRORS",
     "status_error",
     "translate_error",
@@ -33,45 +32,64 @@ __all__ = [
 FOREIGN_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, TimeoutError, OSError)
 
 
-class ConnectFailed(TransportError):
-    """The TCP/TLS connection could not be established: nothing was sent.
-
-    Unlike other transport errors it is safe to retry for every method, POST included.
-    """
-
-
 def translate_error(
-    exc: BaseException, method: str, url: str, secrets: Sequence[str | None] = ()
+    exc: BaseException,
+    method: str,
+    url: str,
+    secrets: Sequence[str | None] = (),
+    *,
+    redirected_from: str | None = None,
 ) -> HookBridgeError:
-    """Return the hookbridge error for a foreign one; the caller raises it ``from exc``."""
+    """Return the hookbridge error for a foreign one; the caller raises it ``from exc``.
+
+    ``redirected_from`` is the URL that was asked for when ``url`` is where its redirects led:
+    a failure there is the redirect target's, not the connection's.
+    """
     if isinstance(exc, HookBridgeError):
         return exc
     where = f"{method} {redact(url, secrets)}"
+    if redirected_from is not None:
+        where += f" (redirected from {redact(redirected_from, secrets)})"
     detail = redact(str(exc) or type(exc).__name__, secrets)
+    https = url[:8].lower() == "https://"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return TransportError(
             f"{where}: the server's TLS certificate was not accepted ({detail}). Give the "
             "connection's extra a CA bundle or verify settings that trust it."
         )
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        if https:
+            return ConnectFailed(
+                f"{where}: timed out connecting: the TCP connection or its TLS handshake got no "
+                f"answer ({detail}). A port that speaks plain HTTP never answers the TLS "
+                "handshake: check the connection's schema (http or https) and port; otherwise "
+                "check that the host is reachable, or raise the connect timeout."
+            )
         return ConnectFailed(
             f"{where}: timed out connecting ({detail}). Check that the host is reachable, or "
             "raise the connect timeout."
         )
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, aiohttp.ClientConnectorSSLError):
         return ConnectFailed(
-            f"{where}: cannot connect ({detail}). Check the connection's host and port and "
-            "that the server is running."
+            f"{where}: the TLS handshake failed ({detail}). Check that the port speaks TLS (an "
+            "https connection to a plain-HTTP port fails so) and the connection's schema."
         )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        peer = f"{exc.host}:{exc.port}"
+        if redirected_from is not None:
+            hint = (
+                "That is where the server's redirect (its Location header) pointed, not the "
+                "connection's own host: fix the redirect's target on the server, or turn "
+                "redirects off with the connection extra's allow_redirects."
+            )
+        else:
+            hint = "Check the connection's host and port, and that the server is running."
+        return ConnectFailed(f"{where}: cannot connect to {peer} ({detail}). {hint}")
     if isinstance(exc, (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError)):
         return ConfigurationError(
             f"{where}: not a usable http(s) URL ({detail}). Check the connection's host/schema "
             "and the endpoint.",
             field="endpoint",
-        )
-    if isinstance(exc, aiohttp.TooManyRedirects):
-        return RemoteStatusError(
-            f"{where}: too many redirects ({detail}).", status=exc.status, url=url
         )
     if isinstance(exc, aiohttp.ClientResponseError):
         return RemoteStatusError(
@@ -83,9 +101,15 @@ def translate_error(
             "or check the server."
         )
     if isinstance(exc, TimeoutError):
+        tls = (
+            " (An https connection to a port that speaks plain HTTP can hang so, in the TLS "
+            "handshake: check the connection's schema and port.)"
+            if https
+            else ""
+        )
         return TransportError(
             f"{where}: no complete answer within the timeout. Raise timeout= (seconds) on the "
-            "adapter or the call, or in the connection extra's hookbridge.timeout."
+            f"adapter or the call, or in the connection extra's hookbridge.timeout.{tls}"
         )
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return TransportError(f"{where}: the server closed the connection before answering.")
@@ -123,7 +147,8 @@ def status_error(
         wait = f" (Retry-After: {retry_after:g} s)" if retry_after is not None else ""
         return Throttled(
             f"{head}{wait}: the server asks to slow down. Lower the adapter's rate "
-            "(limits=Limits(rate=...)) or raise the retry attempts.",
+            "(limits=Limits(rate=...)); retries wait for Retry-After up to the retry policy's "
+            "max_retry_after.",
             status=status,
             retry_after=retry_after,
             url=shown_url,
@@ -137,6 +162,6 @@ def status_error(
         hint = " The server failed; idempotent requests are retried per the adapter's retry."
     else:
         hint = ""
-    return RemoteStatusError(
+    return RemoteStatusError.for_status(status)(
         f"{head}.{hint}", status=status, url=shown_url, body_excerpt=body_excerpt
     )

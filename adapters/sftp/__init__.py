@@ -17,13 +17,19 @@ give the connection extra ``host_key`` (or a ``known_hosts`` file).
 
 from __future__ import annotations
 
-from ._adapter import RemoteEntry, RemoteFile, SFTPAdapter, TransferProgress, TreeTransfer
+from ._adapter import SFTPAdapter
+from ._entries import RemoteEntry
+from ._file import RemoteFile
 from ._links import LinkStatistics
-from ._translate import RemoteFileExists, RemoteFileNotFound, RemotePermissionDenied
+from ._local import LocalFileError
+from ._translate import RemoteFailure, RemoteFileExists, RemoteFileNotFound, RemotePermissionDenied
+from ._trees import TransferProgress, TreeTransfer
 
 __all__ = [
     "LinkStatistics",
+    "LocalFileError",
     "RemoteEntry",
+    "RemoteFailure",
     "RemoteFile",
     "RemoteFileExists",
     "RemoteFileNotFound",

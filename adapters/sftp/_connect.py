@@ -38,17 +38,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import anyio
 import asyncssh
 from asyncssh.encryption import get_default_encryption_algs
 
 from hookbridge import ConfigurationError
-from hookbridge._airflow import get_connection
+from hookbridge.adapter import get_connection
 
 __all__ = [
     "CHANNEL_MAX_PACKET",
     "CHANNEL_WINDOW",
     "PREFERRED_CIPHERS",
-    "check_ciphers",
+    "parse_ciphers",
     "connect_ssh",
     "default_ciphers",
 ]
@@ -75,7 +76,7 @@ def default_ciphers() -> tuple[str, ...]:
     return (*first, *(name for name in offered if name not in first))
 
 
-def check_ciphers(value: Any, *, conn_id: str, field: str) -> tuple[str, ...]:
+def parse_ciphers(value: Any) -> tuple[str, ...]:
     """A ``ciphers`` option: a list of names (or one comma-separated string), best first."""
     names: list[Any]
     if isinstance(value, str):
@@ -86,11 +87,9 @@ def check_ciphers(value: Any, *, conn_id: str, field: str) -> tuple[str, ...]:
         names = [value]
     allowed = _offered()
     if not names or any(not isinstance(name, str) or name not in allowed for name in names):
-        raise ConfigurationError(
+        raise ValueError(
             f"must be a list of SSH cipher names, best first, from {', '.join(allowed)}; "
-            f"got {value!r}.",
-            conn_id=conn_id,
-            field=field,
+            f"got {value!r}."
         )
     return tuple(dict.fromkeys(names))
 
@@ -106,8 +105,13 @@ async def connect_ssh(conn_id: str, ciphers: Sequence[str]) -> asyncssh.SSHClien
     # A hook per connection, as SFTPClientPool does: the connection is read again each time.
     hook = SFTPHookAsync(sftp_conn_id=conn_id)
     conn = await get_connection(conn_id)
-    # The provider decides the host-key policy (and refuses contradictory settings) here.
-    hook._parse_extras(conn)
+    try:
+        # The provider decides the host-key policy (and refuses contradictory settings) here.
+        hook._parse_extras(conn)
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"{exc} Fix the connection extra.", conn_id=conn_id, field="extra.no_host_key_check"
+        ) from None
     config: dict[str, Any] = {
         "host": _first(hook.host, conn.host),
         "port": _first(hook.port, conn.port, _SSH_PORT),
@@ -115,6 +119,15 @@ async def connect_ssh(conn_id: str, ciphers: Sequence[str]) -> asyncssh.SSHClien
         "password": _first(hook.password, conn.password),
     }
     if hook.key_file:
+        # Checked here: asyncssh would fail with a bare FileNotFoundError, which reads as a
+        # network fault and would be retried.
+        if not await anyio.Path(hook.key_file).is_file():
+            raise ConfigurationError(
+                f"the key file {hook.key_file!r} does not exist or is not a file. Fix the "
+                "connection extra's key_file (a path on this machine), or give private_key.",
+                conn_id=conn_id,
+                field="extra.key_file",
+            )
         config["client_keys"] = hook.key_file
     if hook.known_hosts:
         known_hosts = hook.known_hosts
@@ -123,7 +136,16 @@ async def connect_ssh(conn_id: str, ciphers: Sequence[str]) -> asyncssh.SSHClien
         elif hook._should_use_known_hosts():
             config["known_hosts"] = known_hosts
     if hook.private_key:
-        config["client_keys"] = [asyncssh.import_private_key(hook.private_key, hook.passphrase)]
+        try:
+            key = asyncssh.import_private_key(hook.private_key, hook.passphrase)
+        except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
+            raise ConfigurationError(
+                f"the connection's private key could not be read: {type(exc).__name__}. Check "
+                "private_key and the passphrase.",
+                conn_id=conn_id,
+                field="extra.private_key",
+            ) from None
+        config["client_keys"] = [key]
     if hook.passphrase:
         config["passphrase"] = hook.passphrase
     connection: asyncssh.SSHClientConnection = await asyncssh.connect(

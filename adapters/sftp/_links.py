@@ -39,8 +39,7 @@ from typing import Any
 
 import anyio
 
-from hookbridge import PoolClosed, TransportError
-from hookbridge._pool import Pool, PoolStatistics
+from hookbridge import Pool, PoolClosed, PoolStatistics, TransportError
 
 __all__ = ["Grant", "Link", "LinkStatistics", "Links"]
 
@@ -165,6 +164,7 @@ class Links:
         idle_timeout: float | None,
         max_lifetime: float | None,
         name: str,
+        dispose_timeout: float | None = None,
     ) -> None:
         self._connect = connect
         self._capacity = capacity
@@ -180,6 +180,8 @@ class Links:
             is_broken=_is_broken,
             name=name,
         )
+        if dispose_timeout is not None:
+            self._pool.dispose_timeout = dispose_timeout
         self._active: list[Link] = []
         self._opening = 0
         self._waiters: deque[_Waiter] = deque()

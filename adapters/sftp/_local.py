@@ -1,7 +1,9 @@
 """Local file I/O of the SFTP adapter, kept off the event loop in worker threads.
 
-Every ``OSError`` raised here is tagged local (:func:`~._translate.mark_local`), so that the
-adapter's error boundary never mistakes a full local disk for a broken SSH connection.
+Every ``OSError`` raised here becomes a :class:`LocalFileError` that names the file or directory:
+a hookbridge error, so the adapter's error boundary passes it through unchanged and never
+mistakes a full local disk for a broken SSH connection (nor retries it); still an ``OSError``
+with the original ``errno`` and ``filename``, so ``except OSError`` keeps working.
 
 Small downloaded files are written by a :class:`GroupWriter`: the files that finish while one
 worker-thread hop is writing are written together by the next hop ("group commit"). A thread hop
@@ -22,11 +24,13 @@ from typing import NoReturn
 import anyio
 import anyio.lowlevel
 
-from ._translate import mark_local
+from hookbridge import HookBridgeError
 
 __all__ = [
     "GroupWriter",
+    "LocalFileError",
     "LocalTemp",
+    "local_error",
     "local_size",
     "local_tree",
     "makedirs_local",
@@ -44,6 +48,28 @@ _PREFIX = secrets.token_hex(3)
 _COUNTER = itertools.count()
 # Buffers one pwritev call takes (IOV_MAX is 1024 on Linux; stay well below it).
 _IOV_MAX = 64
+
+
+class LocalFileError(HookBridgeError, OSError):
+    """A local file or directory could not be read or written: not the server's fault.
+
+    Not retried, and it leaves the SSH connection in use. ``errno`` and ``filename`` are the
+    original ``OSError``'s, which is also its ``__cause__``.
+    """
+
+    def __str__(self) -> str:
+        # OSError's own __str__ would print "[Errno 2] ..." with the internal file name.
+        return str(self.args[0]) if self.args else ""
+
+
+def local_error(exc: OSError, message: str) -> LocalFileError:
+    """``message`` (what was being done, to which path) with ``exc``'s reason appended."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    error = LocalFileError(f"{message}: {reason}.")
+    error.errno, error.strerror, error.filename = exc.errno, exc.strerror, exc.filename
+    error.__cause__ = exc
+    error.__suppress_context__ = True
+    return error
 
 
 def temp_suffix() -> str:
@@ -70,8 +96,15 @@ class LocalTemp:
     def create(self) -> None:
         try:
             self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileNotFoundError as exc:
+            directory = os.path.dirname(self.final) or "."
+            raise local_error(
+                exc,
+                f"cannot write {self.final!r}: the local directory {directory!r} does not exist; "
+                "create it first (download_tree creates the directories it needs)",
+            ) from None
         except OSError as exc:
-            raise mark_local(exc) from None
+            raise local_error(exc, f"cannot create a file beside {self.final!r}") from None
 
     def write_at(self, data: bytes, offset: int) -> None:
         try:
@@ -81,7 +114,7 @@ class LocalTemp:
                 view = view[written:]
                 offset += written
         except OSError as exc:
-            raise mark_local(exc) from None
+            raise local_error(exc, f"cannot write the local file {self.final!r}") from None
 
     def write_blocks(self, blocks: list[tuple[int, bytes]]) -> None:
         """Write blocks that arrived in any order: contiguous runs go in one ``pwritev`` each."""
@@ -101,7 +134,7 @@ class LocalTemp:
             total = sum(len(b) for b in buffers)
             written = os.pwritev(self.fd, buffers, offset)
         except OSError as exc:
-            raise mark_local(exc) from None
+            raise local_error(exc, f"cannot write the local file {self.final!r}") from None
         if written < total:  # a short write (rare): finish it block by block
             joined = memoryview(b"".join(buffers))[written:]
             self.write_at(bytes(joined), offset + written)
@@ -113,7 +146,9 @@ class LocalTemp:
             os.replace(self.tmp, self.final)
             self.replaced = True
         except OSError as exc:
-            raise mark_local(exc) from None
+            raise local_error(
+                exc, f"cannot move the download into place at {self.final!r}"
+            ) from None
 
     def discard(self) -> None:
         """Close and remove the temporary file; quick enough to run in clean-up, on the loop."""
@@ -208,23 +243,23 @@ def read_local(path: str) -> bytes:
         with open(path, "rb") as file:
             return file.read()
     except OSError as exc:
-        raise mark_local(exc) from None
+        raise local_error(exc, f"cannot read the local file {path!r}") from None
 
 
 def pread(fd: int, size: int, offset: int) -> bytes:
     try:
         return os.pread(fd, size, offset)
     except OSError as exc:
-        raise mark_local(exc) from None
+        raise local_error(exc, "cannot read the local file being uploaded") from None
 
 
 def local_size(path: str) -> int:
     try:
         st = os.stat(path)
     except OSError as exc:
-        raise mark_local(exc) from None
+        raise local_error(exc, f"cannot read the local file {path!r}") from None
     if not stat_module.S_ISREG(st.st_mode):
-        raise mark_local(IsADirectoryError(f"not a regular file: {path!r}"))
+        raise LocalFileError(f"cannot upload {path!r}: it is not a regular file.")
     return st.st_size
 
 
@@ -232,7 +267,7 @@ def open_local(path: str) -> int:
     try:
         return os.open(path, os.O_RDONLY)
     except OSError as exc:
-        raise mark_local(exc) from None
+        raise local_error(exc, f"cannot read the local file {path!r}") from None
 
 
 def local_tree(root: str) -> tuple[list[str], list[str]]:
@@ -256,7 +291,7 @@ def local_tree(root: str) -> tuple[list[str], list[str]]:
                 if stat_module.S_ISREG(os.lstat(os.path.join(current, name)).st_mode):
                     files.append(prefix + name)
     except OSError as exc:
-        raise mark_local(exc) from None
+        raise local_error(exc, f"cannot read the local directory tree {root!r}") from None
     return directories, files
 
 
@@ -268,4 +303,4 @@ def makedirs_local(path: str) -> None:
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as exc:
-        raise mark_local(exc) from None
+        raise local_error(exc, f"cannot create the local directory {path!r}") from None

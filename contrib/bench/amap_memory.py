@@ -27,7 +27,7 @@ from typing import Any
 import aiometer
 import anyio
 
-from hookbridge._fanout import amap
+from hookbridge import amap
 
 
 async def noop(item: int) -> int:

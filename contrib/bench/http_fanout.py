@@ -113,8 +113,7 @@ async def drive(n: int, one: Callable[[int], Awaitable[None]]) -> float:
 
 
 async def hookbridge_map(n: int) -> float:
-    from hookbridge._limits import Limits
-    from hookbridge._retry import Retry
+    from hookbridge import Limits, Retry
     from hookbridge.adapters.http import HttpAdapter
 
     limits = Limits(rate="1000000/s", max_concurrency=CONCURRENCY)
@@ -161,7 +160,7 @@ async def hook_shared_session(n: int) -> float:
 async def raw_aiohttp(n: int) -> float:
     import aiohttp
 
-    from hookbridge._airflow import get_connection
+    from hookbridge.adapter import get_connection
 
     conn = await get_connection(CONN_ID)
     base = f"http://{conn.host}:{conn.port}"
@@ -229,7 +228,7 @@ WARM_UP_PAGES = 300
 
 async def pagination_peaks(page_counts: list[int]) -> tuple[int, list[tuple[int, int, float]]]:
     """(URL cache bytes, [(pages, heap peak above the start, seconds)]) for items() streams."""
-    from hookbridge._pagination import NextLink
+    from hookbridge import NextLink
     from hookbridge.adapters.http import HttpAdapter
 
     async def stream(api: HttpAdapter, pages: int) -> None:

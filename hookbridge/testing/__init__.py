@@ -10,29 +10,44 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._graph_server import GraphRequest, GraphTestServer, TokenRequest
     from ._http_server import HTTPTestServer, RecordedRequest, expected_sha256, retry_after_date
-    from ._sftp_server import (
-        SFTPServerStatistics,
-        SFTPTestServer,
+    from ._redis_server import RedisTestServer
+    from ._secrets import secret_forms
+    from ._sftp_files import (
         deterministic_bytes,
         populate_large,
         populate_small,
         populate_tree,
         sha256_of,
     )
+    from ._sftp_server import SFTPServerStatistics, SFTPTestServer
+    from ._shared_grants import GrantLog, max_in_window
+    from ._wsman_serve import serve_in_thread
+    from ._wsman_server import WSManStatistics, WSManTestServer
 
 __all__ = [
+    "GrantLog",
     "HTTPTestServer",
     "RecordedRequest",
+    "RedisTestServer",
     "SFTPServerStatistics",
     "SFTPTestServer",
     "deterministic_bytes",
     "expected_sha256",
+    "max_in_window",
     "populate_large",
     "populate_small",
     "populate_tree",
     "retry_after_date",
+    "secret_forms",
     "sha256_of",
+    "GraphRequest",
+    "GraphTestServer",
+    "TokenRequest",
+    "WSManStatistics",
+    "WSManTestServer",
+    "serve_in_thread",
 ]
 
 _WHERE = {
@@ -42,11 +57,21 @@ _WHERE = {
     "retry_after_date": "._http_server",
     "SFTPServerStatistics": "._sftp_server",
     "SFTPTestServer": "._sftp_server",
-    "deterministic_bytes": "._sftp_server",
-    "populate_large": "._sftp_server",
-    "populate_small": "._sftp_server",
-    "populate_tree": "._sftp_server",
-    "sha256_of": "._sftp_server",
+    "deterministic_bytes": "._sftp_files",
+    "populate_large": "._sftp_files",
+    "populate_small": "._sftp_files",
+    "populate_tree": "._sftp_files",
+    "sha256_of": "._sftp_files",
+    "secret_forms": "._secrets",
+    "RedisTestServer": "._redis_server",
+    "GrantLog": "._shared_grants",
+    "max_in_window": "._shared_grants",
+    "GraphRequest": "._graph_server",
+    "GraphTestServer": "._graph_server",
+    "TokenRequest": "._graph_server",
+    "WSManStatistics": "._wsman_server",
+    "WSManTestServer": "._wsman_server",
+    "serve_in_thread": "._wsman_serve",
 }
 
 

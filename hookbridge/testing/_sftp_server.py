@@ -27,142 +27,26 @@ client_key_path, then serves until SIGTERM or SIGINT.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import hashlib
 import hmac
 import json
 import os
-import random
 import shutil
-import signal
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import anyio
 import asyncssh
 
-__all__ = [
-    "SFTPServerStatistics",
-    "SFTPTestServer",
-    "deterministic_bytes",
-    "populate_large",
-    "populate_small",
-    "populate_tree",
-    "sha256_of",
-]
+from . import _sftp_files
+from ._serve import argument_parser, serve_until_signalled
 
-_CHUNK = 1024 * 1024
+__all__ = ["SFTPServerStatistics", "SFTPTestServer"]
+
 _DEFAULT_WAIT = 10.0
-
-
-# --- deterministic content ------------------------------------------------------------------------
-
-
-def deterministic_bytes(name: str, size: int) -> bytes:
-    """The content the populate helpers write for a file named ``name``: same name, same bytes.
-
-    Pseudo-random (not a repeated pattern) so that a transfer that shuffles or repeats blocks
-    changes the checksum. ``random.Random`` seeded with a str is stable across processes and
-    Python versions (it hashes the seed with SHA-512, not ``hash()``).
-    """
-    return random.Random(name).randbytes(size)
-
-
-def _write_deterministic(path: Path, name: str, size: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(name)
-    with path.open("wb") as file:
-        remaining = size
-        while remaining > 0:
-            n = min(_CHUNK, remaining)
-            file.write(rng.randbytes(n))
-            remaining -= n
-
-
-def _check_size(size: int) -> None:
-    if size < 0:
-        raise ValueError(f"size must be >= 0 bytes, got {size}")
-
-
-def populate_small(
-    root: str | os.PathLike[str], dir: str = "small", count: int = 1000, size: int = 10 * 1024
-) -> list[str]:
-    """Write ``count`` files of ``size`` bytes in ``root/dir``; return their root-relative paths.
-
-    Names are ``f00000.bin``, ``f00001.bin``, ...; the content of each is
-    ``deterministic_bytes(relative_path, size)``, so checksums are reproducible.
-    """
-    _check_size(size)
-    if count < 0:
-        raise ValueError(f"count must be >= 0, got {count}")
-    base = Path(root)
-    paths = []
-    for i in range(count):
-        rel = f"{dir}/f{i:05d}.bin"
-        _write_deterministic(base / rel, rel, size)
-        paths.append(rel)
-    (base / dir).mkdir(parents=True, exist_ok=True)
-    return paths
-
-
-def populate_tree(
-    root: str | os.PathLike[str],
-    dir: str = "tree",
-    depth: int = 4,
-    fanout: int = 3,
-    files_per_dir: int = 3,
-    size: int = 1024,
-) -> list[str]:
-    """Write a directory tree under ``root/dir``; return the root-relative paths of its files.
-
-    ``dir`` holds ``files_per_dir`` files and ``fanout`` sub-directories, each built the same way,
-    down to ``depth`` levels of sub-directories (``depth=0``: ``dir`` only). Defaults give 121
-    directories and 363 files of 1 KiB.
-    """
-    _check_size(size)
-    if depth < 0 or fanout < 0 or files_per_dir < 0:
-        raise ValueError("depth, fanout and files_per_dir must be >= 0")
-    base = Path(root)
-    paths: list[str] = []
-
-    def build(rel_dir: str, level: int) -> None:
-        (base / rel_dir).mkdir(parents=True, exist_ok=True)
-        for i in range(files_per_dir):
-            rel = f"{rel_dir}/file{i}.bin"
-            _write_deterministic(base / rel, rel, size)
-            paths.append(rel)
-        if level < depth:
-            for j in range(fanout):
-                build(f"{rel_dir}/d{j}", level + 1)
-
-    build(dir, 0)
-    return paths
-
-
-def populate_large(
-    root: str | os.PathLike[str], name: str = "large.bin", size: int = 200 * 1024 * 1024
-) -> str:
-    """Write one file of ``size`` bytes at ``root/name`` in 1 MiB chunks; return ``name``."""
-    _check_size(size)
-    _write_deterministic(Path(root) / name, name, size)
-    return name
-
-
-def sha256_of(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a local file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-# --- the server -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -219,9 +103,20 @@ class _Session(asyncssh.SFTPServer):
         self._owner = owner
         self._exited = False
         self.dropped = False  # set when the test server aborts this session's connection
+        # Kept: asyncssh forgets a channel's connection once the channel closes.
+        self.conn = cast(asyncssh.SSHServerConnection, chan.get_connection())
         owner._channel_opened(self)
 
-    def read(self, file_obj: object, offset: int, size: int) -> bytes:
+    def read(self, file_obj: object, offset: int, size: int) -> bytes | Awaitable[bytes]:
+        if self._owner.read_delay:
+            return self._read_later(file_obj, offset, size, self._owner.read_delay)
+        return self._read_now(file_obj, offset, size)
+
+    async def _read_later(self, file_obj: object, offset: int, size: int, delay: float) -> bytes:
+        await asyncio.sleep(delay)
+        return self._read_now(file_obj, offset, size)
+
+    def _read_now(self, file_obj: object, offset: int, size: int) -> bytes:
         if self.dropped:
             # A client pipelines many reads; asyncssh keeps processing the ones it already
             # received after an abort. Answer them without disk I/O or counting: nobody gets them.
@@ -238,6 +133,14 @@ class _Session(asyncssh.SFTPServer):
 
 
 _State = Literal["new", "serving", "closed"]
+
+
+def _transport(conn: asyncssh.SSHServerConnection) -> asyncio.Transport:
+    # asyncssh offers no public way to stop reading; its connection is an asyncio Protocol and
+    # keeps the transport it was given in connection_made.
+    transport = conn._transport
+    assert transport is not None  # set before connection_made reaches the server object
+    return transport
 
 
 class SFTPTestServer:
@@ -286,6 +189,10 @@ class SFTPTestServer:
         self._bytes_read = 0
         self._drops = 0
         self._drop_at: int | None = None  # bytes_read value at which the armed trigger fires
+        self._stalled = False
+        #: Seconds each read request waits before it is answered (0: at once). A slow server
+        #: that keeps answering, as opposed to ``stall()``.
+        self.read_delay = 0.0
         self._changed: asyncio.Event | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -304,7 +211,7 @@ class SFTPTestServer:
                 self._requested_port,
                 server_factory=lambda: _Connection(self),
                 server_host_keys=[self._host_key],
-                sftp_factory=lambda chan: _Session(chan, self),
+                sftp_factory=self._session_for,
                 allow_scp=False,
                 # no ~/.ssh/authorized_keys or sshd_config of the user running the tests
                 authorized_client_keys=None,
@@ -317,12 +224,17 @@ class SFTPTestServer:
             self._remove_key_dir()
             raise
 
+    def _session_for(self, chan: asyncssh.SSHServerChannel[bytes]) -> _Session:
+        # A subclass serves its own sessions (the fault storm: _sftp_storm).
+        return _Session(chan, self)
+
     def close(self) -> None:
         """Stop listening and disconnect every live connection; then await ``wait_closed``."""
         if self._state == "new":
             self._state = "closed"
             return
         self._state = "closed"
+        self.resume()  # a stalled connection would not finish its close
         if self._acceptor is not None:
             self._acceptor.close()
         for conn in list(self._conns):
@@ -346,12 +258,7 @@ class SFTPTestServer:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.close()
         # Shielded so a cancelled test still leaves no connection behind; bounded in time.
         with anyio.move_on_after(_DEFAULT_WAIT, shield=True):
@@ -474,24 +381,52 @@ class SFTPTestServer:
             raise ValueError(f"drop_after_bytes needs n >= 1, got {n}")
         self._drop_at = self._bytes_read + n
 
+    # -- a server that stops answering ------------------------------------------------------------
+
+    def stall(self) -> None:
+        """Stop reading from every connection, and from new ones as they come: no more answers.
+
+        As a stopped server process looks to a client: connections stay open and TCP still
+        accepts, but nothing is read or answered (new connections get no further than the SSH
+        greeting). ``resume()`` lets everything go on where it stopped.
+        """
+        self._stalled = True
+        for conn in self._conns:
+            _transport(conn).pause_reading()
+
+    def resume(self) -> None:
+        """Undo ``stall()``: read and answer again."""
+        if self._stalled:
+            self._stalled = False
+            for conn in self._conns:
+                transport = _transport(conn)
+                if not transport.is_closing():
+                    transport.resume_reading()
+
+    @property
+    def stalled(self) -> bool:
+        return self._stalled
+
     def _served(self, session: _Session, nbytes: int) -> None:
         self._bytes_read += nbytes
         if self._drop_at is not None and self._bytes_read >= self._drop_at:
             self._drop_at = None
             # The reply to this read is then discarded: asyncssh skips writes on a closing channel.
-            self._abort(session.connection)
+            self._abort(session.conn)
         self._notify()
 
     def _abort(self, conn: asyncssh.SSHServerConnection) -> None:
         self._drops += 1
         for session in self._sessions:
-            if session.connection is conn:
+            if session.conn is conn:
                 session.dropped = True
         conn.abort()
 
     # -- tracking (called by _Connection and _Session) ---------------------------------------------
 
     def _connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        if self._stalled:
+            _transport(conn).pause_reading()
         self._conns.add(conn)
         self._connections_total += 1
         self._notify()
@@ -540,7 +475,7 @@ class SFTPTestServer:
         self, dir: str = "small", count: int = 1000, size: int = 10 * 1024
     ) -> list[str]:
         """See :func:`populate_small`; paths are relative to the root (client path: "/" + it)."""
-        return populate_small(self.root, dir, count, size)
+        return _sftp_files.populate_small(self.root, dir, count, size)
 
     def populate_tree(
         self,
@@ -551,52 +486,39 @@ class SFTPTestServer:
         size: int = 1024,
     ) -> list[str]:
         """See :func:`populate_tree`."""
-        return populate_tree(self.root, dir, depth, fanout, files_per_dir, size)
+        return _sftp_files.populate_tree(self.root, dir, depth, fanout, files_per_dir, size)
 
     def populate_large(self, name: str = "large.bin", size: int = 200 * 1024 * 1024) -> str:
         """See :func:`populate_large`. Blocking disk I/O: from a test, consider a worker thread."""
-        return populate_large(self.root, name, size)
+        return _sftp_files.populate_large(self.root, name, size)
 
     def sha256_of(self, path: str | os.PathLike[str]) -> str:
         """Hex SHA-256 of the file at a client path (relative to the root)."""
-        return sha256_of(self.local_path(path))
+        return _sftp_files.sha256_of(self.local_path(path))
 
 
 # --- own process ----------------------------------------------------------------------------------
 
 
-async def _serve(args: argparse.Namespace) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    server = SFTPTestServer(
-        root=args.root, user=args.user, password=args.password, host=args.host, port=args.port
-    )
-    async with server:
-        info = {
-            "host": server.host,
-            "port": server.port,
-            "user": server.user,
-            "password": server.password,
-            "host_key": server.host_key_line,
-            "client_key_path": str(server.client_key_path),
-        }
-        print(json.dumps(info), flush=True)
-        await stop.wait()
+def _print_address(server: SFTPTestServer) -> None:
+    info = {
+        "host": server.host,
+        "port": server.port,
+        "user": server.user,
+        "password": server.password,
+        "host_key": server.host_key_line,
+        "client_key_path": str(server.client_key_path),
+    }
+    print(json.dumps(info), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m hookbridge.testing._sftp_server",
-        description="Serve DIR over SFTP on 127.0.0.1 until SIGTERM or SIGINT.",
-    )
+    parser = argument_parser("_sftp_server", "Serve DIR over SFTP until SIGTERM or SIGINT.")
     parser.add_argument("--root", required=True, help="directory served as '/'")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
     parser.add_argument("--user", default="user")
     parser.add_argument("--password", default="hookbridge-test-secret")
-    asyncio.run(_serve(parser.parse_args(argv)))
+    server = SFTPTestServer(**vars(parser.parse_args(argv)))  # the options are the server's
+    asyncio.run(serve_until_signalled(server, _print_address))
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ async def test_trigger_resumes_from_its_serialized_cursor(example_conn: str) -> 
     assert events[0].payload["count"] == 100
 
 
+@pytest.mark.timeout(300)  # a subprocess that migrates a DB and parses contrib/dags
 async def test_example_dag_runs_under_dag_test(
     example_conn: str, tmp_path: Path, http_server: HTTPTestServer
 ) -> None:

@@ -197,3 +197,22 @@ async def test_a_failed_first_attempt_is_raised_unchanged_and_frees_its_slot() -
         with anyio.fail_after(1):
             with pytest.raises(ValueError):
                 await api.call(broken)
+
+
+def _or_value_error(base: Any) -> Any:
+    def retry_on(error: BaseException) -> bool:
+        return isinstance(error, ValueError) or base(error)
+
+    return retry_on
+
+
+def test_derived_retry_is_built_once_per_policy_in_force() -> None:
+    adapter = CounterAdapter("c", retry=Retry(attempts=4))
+    widened = adapter._derived_retry(_or_value_error)
+    assert widened.attempts == 4
+    assert widened.retry_on(ValueError()) and not adapter.retry.retry_on(ValueError())
+    assert widened.retry_on(hookbridge.TransportError("down"))  # the base policy's still hold
+    assert adapter._derived_retry(_or_value_error) is widened
+    adapter.retry = Retry(attempts=2)  # as the connection extra does at open
+    again = adapter._derived_retry(_or_value_error)
+    assert again is not widened and again.attempts == 2 and again.retry_on(ValueError())

@@ -23,22 +23,24 @@ from hookbridge._errors import (
     RemoteStatusError,
 )
 from hookbridge._pagination import (
-    _MISSING,
     CursorToken,
+    HostPolicy,
+    ItemStream,
     LinkHeader,
     NextLink,
     OffsetLimit,
     Page,
     PageNumber,
     PageRequest,
-    PaginationFunction,
+    PageStream,
     Strategy,
-    _lookup,
-    _parse_link_header,
     iter_items,
     paginate,
     prefetch,
 )
+from hookbridge._pagination._json import _MISSING, _lookup
+from hookbridge._pagination._json import parse_link_header as _parse_link_header
+from hookbridge.adapters.http import PaginationFunction
 
 pytestmark = pytest.mark.anyio
 
@@ -85,6 +87,8 @@ class Server:
         self.routes = routes
         self.calls: list[str] = []
         self.requests: list[PageRequest] = []
+        #: The task that fetched each page.
+        self.tasks: list[int] = []
         self.consumed = 0
         self.max_ahead = 0
         self.hung_cancelled = False
@@ -94,6 +98,7 @@ class Server:
         name = key(request.url, request.params, request.headers.get("X-Continuation"))
         self.calls.append(name)
         self.requests.append(request)
+        self.tasks.append(anyio.get_current_task().id)
         self.max_ahead = max(self.max_ahead, len(self.calls) - self.consumed)
         await anyio.lowlevel.checkpoint()
         reply = self.routes.get(name)
@@ -854,6 +859,268 @@ async def test_iter_items_flattens_and_closes_its_source() -> None:
                 break
     assert got == [1, 2]
     assert pages.ag_frame is None  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------------------------
+# PageStream with prefetch: page 1 in the consumer's task, the rest from the prefetching task
+
+
+def triples(count: int) -> dict[str, Reply]:
+    """Pages 1..count of three items each (page i holds 3i-2..3i), then an empty page."""
+    routes = {
+        key(f"{API}/n", {"page": i}): Reply([3 * i - 2, 3 * i - 1, 3 * i])
+        for i in range(1, count + 1)
+    }
+    routes[key(f"{API}/n", {"page": count + 1})] = Reply([])
+    return routes
+
+
+def numbered(server: Server, prefetch: int, **options: Any) -> PageStream[Any]:
+    return PageStream(
+        server.fetch, lambda: PageRequest(f"{API}/n"), PageNumber(), prefetch=prefetch, **options
+    )
+
+
+async def drain(iterator: AsyncIterator[Any], into: list[Any]) -> None:
+    async for value in iterator:
+        into.append(value)
+
+
+async def read_all(stream: PageStream[Any]) -> list[Page[Any]]:
+    with anyio.fail_after(10):
+        async with stream as pages:
+            return [page async for page in pages]
+
+
+async def test_prefetch_fetches_page_one_in_the_consumers_own_task() -> None:
+    server = Server(many_pages(4))
+    me = anyio.get_current_task().id
+    with anyio.fail_after(10):
+        async with numbered(server, 2) as pages:
+            first = await pages.__anext__()
+            # No task start and no handoff before the first page: this task fetched it.
+            assert server.tasks == [me]
+            rest = [page async for page in pages]
+    assert [page.number for page in [first, *rest]] == [1, 2, 3, 4, 5]
+    producer = set(server.tasks[1:])
+    assert len(producer) == 1 and me not in producer
+
+
+async def test_prefetch_fetches_page_two_while_the_consumer_holds_page_one() -> None:
+    server = Server(many_pages(4))
+    with anyio.fail_after(10):
+        async with numbered(server, 1) as pages:
+            first = await pages.__anext__()
+            # Not asking for more: the prefetching task started as page 1 arrived.
+            while len(server.calls) < 3:
+                await anyio.lowlevel.checkpoint()
+            assert first.items == [1]
+            assert [page.items async for page in pages] == [[2], [3], [4], []]
+
+
+async def test_a_one_page_stream_with_prefetch_starts_no_task() -> None:
+    server = Server({f"{API}/one": Reply({"value": [1, 2]})})
+    stream = PageStream(server.fetch, lambda: PageRequest(f"{API}/one"), NextLink(), prefetch=2)
+    pages = await read_all(stream)
+    assert [(page.number, page.items, page.cursor) for page in pages] == [(1, [1, 2], None)]
+    assert server.tasks == [anyio.get_current_task().id]
+
+
+@pytest.mark.parametrize("n", [1, 3])
+async def test_a_page_stream_holds_at_most_n_plus_one_pages(n: int) -> None:
+    server = Server(many_pages(10))
+    got: list[int] = []
+    with anyio.fail_after(10):
+        async with numbered(server, n) as pages:
+            while True:
+                for _ in range(20):  # a slow consumer (see the prefetch() test above)
+                    await anyio.lowlevel.checkpoint()
+                try:
+                    page = await pages.__anext__()
+                except StopAsyncIteration:
+                    break
+                server.consumed += 1
+                got.extend(page.items)
+    assert got == list(range(1, 11))
+    assert server.max_ahead == n + 1
+
+
+async def test_a_cancelled_first_receive_leaves_page_one_to_the_next() -> None:
+    server = Server(many_pages(2))
+    scope = anyio.CancelScope()
+
+    async def fetch(request: PageRequest) -> FakeResponse:
+        if not server.calls:
+            server.calls.append("cancelled")
+            scope.cancel()
+            await anyio.sleep_forever()
+        return await server.fetch(request)
+
+    stream = PageStream(fetch, lambda: PageRequest(f"{API}/n"), PageNumber(), prefetch=2)
+    with anyio.fail_after(10):
+        async with stream as pages:
+            with scope:
+                await pages.__anext__()
+            assert scope.cancelled_caught
+            got = [page async for page in pages]
+    assert [(page.number, page.items) for page in got] == [(1, [1]), (2, [2]), (3, [])]
+    assert server.calls[:2] == ["cancelled", key(f"{API}/n", {"page": 1})]
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {},
+        {"max_pages": 1},
+        {"max_pages": 2},
+        {"max_items": 2},  # cut inside page 1
+        {"max_items": 3},  # the end of page 1
+        {"max_items": 4},  # cut inside page 2, which the prefetching task fetched
+        {"max_items": 9},
+        {"max_pages": 2, "max_items": 5},
+        {"max_pages": 3, "max_items": 12},
+    ],
+)
+@pytest.mark.parametrize("prefetch", [1, 2])
+async def test_prefetch_numbers_and_limits_pages_as_without_it(
+    limits: dict[str, int], prefetch: int
+) -> None:
+    plain = Server(triples(4))
+    expected = await collect(
+        paginate(plain.fetch, PageRequest(f"{API}/n"), PageNumber(), **limits)  # type: ignore[arg-type]
+    )
+    server = Server(triples(4))
+    pages = await read_all(numbered(server, prefetch, **limits))
+    seen = [(page.number, list(page.items), page.cursor) for page in pages]
+    assert seen == [(page.number, list(page.items), page.cursor) for page in expected]
+    assert [page.number for page in pages] == list(range(1, len(pages) + 1))
+    if "max_items" in limits:
+        assert len(flat(pages)) == min(limits["max_items"], 3 * limits.get("max_pages", 5))
+    assert server.calls == plain.calls  # the prefetching task fetches nothing beyond the limits
+
+
+async def test_prefetch_after_a_cut_page_resumes_inside_it() -> None:
+    server = Server(triples(4))
+    pages = await read_all(numbered(server, 2, max_items=4))
+    assert [page.items for page in pages] == [[1, 2, 3], [4]]
+    rest = await read_all(numbered(Server(triples(4)), 2, cursor=roundtrip(pages[-1].cursor)))
+    # Page 2 again (skipping what was delivered), 3, 4 and the empty page, numbered from 1.
+    assert [page.number for page in rest] == [1, 2, 3, 4]
+    assert flat(rest) == list(range(5, 13))
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+async def test_an_error_on_page_one_is_raised_by_the_first_receive(prefetch: int) -> None:
+    routes = many_pages(3)
+    routes[key(f"{API}/n", {"page": 1})] = Reply(
+        None, error=RemoteStatusError("boom", status=500, url=f"{API}/n")
+    )
+    server = Server(routes)
+    with anyio.fail_after(10):
+        async with numbered(server, prefetch) as pages:
+            with pytest.raises(RemoteStatusError, match="boom"):
+                await pages.__anext__()
+            with pytest.raises(StopAsyncIteration):
+                await pages.__anext__()
+    assert len(server.calls) == 1
+
+
+@pytest.mark.parametrize("prefetch", [0, 1, 2])
+async def test_an_error_on_page_two_comes_after_page_one(prefetch: int) -> None:
+    routes = many_pages(3)
+    routes[key(f"{API}/n", {"page": 2})] = Reply(
+        None, error=RemoteStatusError("boom", status=500, url=f"{API}/n")
+    )
+    server = Server(routes)
+    got: list[Page[Any]] = []
+    with anyio.fail_after(10):
+        async with numbered(server, prefetch) as pages:
+            with pytest.raises(RemoteStatusError, match="boom"):
+                await drain(pages, got)
+            with pytest.raises(StopAsyncIteration):
+                await pages.__anext__()
+    assert [(page.number, page.items) for page in got] == [(1, [1])]
+    assert len(server.calls) == 2
+
+
+@pytest.mark.parametrize("prefetch", [0, 1, 2])
+@pytest.mark.parametrize(
+    ("routes", "pages", "message"),
+    [
+        # Page 1 links to itself: found by the prefetching task, from page 1's request.
+        ({"a": "a"}, 1, "same page request as the next one again after page 1"),
+        # Page 2 links back to page 1.
+        ({"a": "b", "b": "a"}, 2, "same page request of page 1 again after page 2"),
+        ({"a": "b", "b": "c", "c": "a"}, 3, "of page 1 again after page 3"),
+    ],
+)
+async def test_a_loop_back_to_page_one_is_found_with_prefetch(
+    routes: dict[str, str], pages: int, message: str, prefetch: int
+) -> None:
+    server = Server(
+        {f"{API}/{at}": Reply({"value": [at], "@odata.nextLink": to}) for at, to in routes.items()}
+    )
+    stream = PageStream(
+        server.fetch, lambda: PageRequest(f"{API}/a"), NextLink(), prefetch=prefetch, max_pages=9
+    )
+    got: list[Page[Any]] = []
+    with anyio.fail_after(10):
+        async with stream as iterator:
+            with pytest.raises(MalformedResponse, match=message):
+                await drain(iterator, got)
+    assert [page.number for page in got] == list(range(1, pages + 1))
+    assert len(server.calls) == pages
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+@pytest.mark.parametrize("bad_page", [1, 2])
+async def test_prefetch_redacts_secrets_in_page_errors(prefetch: int, bad_page: int) -> None:
+    bad = {"value": [bad_page], "@odata.nextLink": "https://x:s3cret-token/"}
+    routes = {
+        f"{API}/1": Reply({"value": [1], "@odata.nextLink": f"{API}/2"}),
+        f"{API}/2": Reply({"value": [2]}),
+        f"{API}/{bad_page}": Reply(bad),
+    }
+    server = Server(routes)
+    stream = PageStream(
+        server.fetch,
+        lambda: PageRequest(f"{API}/1"),
+        NextLink(),
+        hosts=HostPolicy(API, secrets=["s3cret-token"]),
+        prefetch=prefetch,
+    )
+    got: list[Any] = []
+    with anyio.fail_after(10):
+        async with ItemStream(stream) as items:
+            with pytest.raises(MalformedResponse, match="not a URL") as error:
+                await drain(items, got)
+    assert got == list(range(1, bad_page))  # a page whose next link is bad is not delivered
+    assert "s3cret" not in str(error.value) and "***" in str(error.value)
+    assert error.value.__cause__ is None and error.value.__suppress_context__
+
+
+@pytest.mark.parametrize("fails", [False, True])
+async def test_leaving_a_prefetching_stream_cancels_its_fetch(fails: bool) -> None:
+    routes = many_pages(5)
+    routes[key(f"{API}/n", {"page": 2})] = Reply(None, hang=True)
+    server = Server(routes)
+
+    async def consume() -> None:
+        async with numbered(server, 2) as pages:
+            assert (await pages.__anext__()).items == [1]
+            await server.hanging.wait()
+            if fails:
+                raise KeyError("mine")
+
+    with anyio.fail_after(10):
+        if fails:
+            # The consumer's own error leaves the block unwrapped (no exception group).
+            with pytest.raises(KeyError, match="mine"):
+                await consume()
+        else:
+            await consume()
+    assert server.hung_cancelled
+    assert len(server.calls) == 2
 
 
 # --------------------------------------------------------------------------------------------

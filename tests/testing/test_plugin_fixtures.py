@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
+import aiohttp
 import pytest
 
 import hookbridge
@@ -33,3 +35,16 @@ async def test_populating_fixtures_and_connection(
 async def test_http_server_fixture_serves(http_server: HTTPTestServer) -> None:
     assert http_server.url.startswith("http://127.0.0.1:")
     assert http_server.password != "pass"
+    basic = base64.b64encode(f"{http_server.user}:{http_server.password}".encode()).decode()
+    async with aiohttp.ClientSession() as session:
+        async with session.get(http_server.url_for("/items/7")) as response:
+            assert response.status == 200
+            assert await response.json() == {"id": 7, "name": "item-7"}
+        async with session.get(
+            http_server.url_for("/auth/basic"), headers={"Authorization": f"Basic {basic}"}
+        ) as response:
+            assert response.status == 200  # the fixture's server checks its own credentials
+    assert [(r.method, r.path, r.status) for r in http_server.requests] == [
+        ("GET", "/items/7", 200),
+        ("GET", "/auth/basic", 200),
+    ]

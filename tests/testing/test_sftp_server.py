@@ -17,14 +17,14 @@ import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 import hookbridge
-from hookbridge.testing._sftp_server import (
-    SFTPTestServer,
+from hookbridge.testing._sftp_files import (
     deterministic_bytes,
     populate_large,
     populate_small,
     populate_tree,
     sha256_of,
 )
+from hookbridge.testing._sftp_server import SFTPTestServer
 
 # asyncssh is asyncio-only: the direct parametrization overrides the two-backend fixture of
 # tests/conftest.py for this module.

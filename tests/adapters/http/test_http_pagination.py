@@ -9,17 +9,16 @@ from typing import Any
 import pytest
 
 from hookbridge import (
-    ConfigurationError,
     CursorToken,
     LinkHeader,
     NextLink,
     OffsetLimit,
     PageNumber,
-    PaginationFunction,
     PaginationRefused,
     Strategy,
+    UsageError,
 )
-from hookbridge.adapters.http import HttpAdapter, Response
+from hookbridge.adapters.http import HttpAdapter, PaginationFunction, Response
 from hookbridge.testing._http_server import HTTPTestServer
 
 pytestmark = [
@@ -122,7 +121,7 @@ async def test_prefetch_needs_the_async_with_form(
 ) -> None:
     async with HttpAdapter(connect()) as api:
         stream = api.items("/paged/link", strategy=LinkHeader(), prefetch=2)
-        with pytest.raises(ConfigurationError, match="async with"):
+        with pytest.raises(UsageError, match="async with"):
             async for _ in stream:
                 pass
         async with api.items("/paged/link", strategy=LinkHeader(), prefetch=2) as items:

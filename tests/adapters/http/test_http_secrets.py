@@ -34,7 +34,7 @@ async def test_credentials_never_leak(
     conn_id = connect("secretapi", **{"X-Api-Token": TOKEN, "hookbridge": {"timeout": 5}})
     seen: list[str] = []
     async with HttpAdapter(conn_id, retry=Retry(attempts=2, backoff=0.0)) as api:
-        seen += [repr(api), json.dumps(api.spec()), repr(api.statistics()), await api.check()]
+        seen += [repr(api), json.dumps(api.spec()), repr(api.statistics()), str(await api.check())]
         response = await api.get("/auth/basic")
         assert response.status == 200  # the credentials were used...
         seen.append(repr(response))

@@ -4,40 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from hookbridge._demo import ProgressHandle
-from hookbridge.adapters.sftp._demo import run
+from hookbridge._demos import RecordingUI
+from hookbridge._demos.sftp import run
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["asyncio"])]
 
 
-class _Bar:
-    def __init__(self, total: int | None) -> None:
-        self.total = total
-        self.done = 0
-
-    def advance(self, n: int = 1) -> None:
-        self.done += n
-
-    def update(self, *, total: int | None = None, description: str | None = None) -> None:
-        if total is not None:
-            self.total = total
-
-
-class _UI:
-    def __init__(self) -> None:
-        self.bars: list[_Bar] = []
-        self.lines: list[str] = []
-
-    def progress(self, description: str, total: int | None = None) -> ProgressHandle:
-        self.bars.append(_Bar(total))
-        return self.bars[-1]
-
-    def log(self, message: str) -> None:
-        self.lines.append(message)
-
-
 async def test_demo_part_downloads_and_verifies() -> None:
-    ui = _UI()
+    ui = RecordingUI()
     result = await run(ui)
     assert result.part == "sftp"
     assert result.failed == 0

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 import anyio
 import pytest
 
 import hookbridge
-from hookbridge import ConfigurationError, RemoteStatusError
+from hookbridge import AlreadyExists, ConfigurationError, NotFound, RemoteError, UsageError
 from hookbridge import open as open_adapter
 from hookbridge.adapters.sftp import (
     RemoteEntry,
@@ -19,7 +20,8 @@ from hookbridge.adapters.sftp import (
     SFTPAdapter,
     TransferProgress,
 )
-from hookbridge.testing._sftp_server import SFTPTestServer, deterministic_bytes, sha256_of
+from hookbridge.testing._sftp_files import deterministic_bytes, sha256_of
+from hookbridge.testing._sftp_server import SFTPTestServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["asyncio"])]
 
@@ -35,7 +37,7 @@ def local_tree(root: Path) -> dict[str, int]:
 async def test_open_picks_the_adapter_by_conn_type(conn_id: str) -> None:
     async with open_adapter(conn_id) as sftp:
         assert isinstance(sftp, SFTPAdapter)
-        assert "logged in" in await sftp.check()
+        assert "logged in" in (await sftp.check()).detail
 
 
 async def test_listdir_and_walk(sftp_server: SFTPTestServer, conn_id: str) -> None:
@@ -45,20 +47,30 @@ async def test_listdir_and_walk(sftp_server: SFTPTestServer, conn_id: str) -> No
         top = sorted([e async for e in sftp.listdir("/tree")], key=lambda e: e.name)
         assert [e.name for e in top] == ["d0", "d1", "file0.bin", "file1.bin", "link"]
         d0, _, f0, _, link = top
+        # Against what the server's disk says (SFTP v3 carries whole seconds).
+        d0_disk = (sftp_server.root / "tree" / "d0").stat()
+        f0_disk = (sftp_server.root / "tree" / "file0.bin").stat()
         assert d0 == RemoteEntry(
             name="d0",
             path="/tree/d0",
-            size=d0.size,
-            mtime=d0.mtime,
+            size=d0_disk.st_size,
+            mtime=float(int(d0_disk.st_mtime)),
             is_dir=True,
-            permissions=d0.permissions,
+            permissions=stat.S_IMODE(d0_disk.st_mode),
         )
-        assert f0.is_file
-        assert not f0.is_dir
-        assert f0.size == 100
-        assert f0.path == "/tree/file0.bin"
-        assert f0.mtime is not None
-        assert f0.mtime > 0
+        assert f0 == RemoteEntry(
+            name="file0.bin",
+            path="/tree/file0.bin",
+            size=100,
+            mtime=float(int(f0_disk.st_mtime)),
+            is_dir=False,
+            is_file=True,
+            permissions=stat.S_IMODE(f0_disk.st_mode),
+        )
+        os.chmod(sftp_server.root / "tree" / "file0.bin", 0o640)
+        os.utime(sftp_server.root / "tree" / "file0.bin", (1_000_000_000, 1_234_567_890))
+        changed = await sftp.stat("/tree/file0.bin")
+        assert (changed.permissions, changed.mtime, changed.size) == (0o640, 1_234_567_890.0, 100)
         assert link.is_symlink
         assert not link.is_file
         assert not link.is_dir
@@ -101,8 +113,9 @@ async def test_status_errors_keep_the_connection(sftp_server: SFTPTestServer, co
         with pytest.raises(RemoteFileNotFound) as caught:
             await sftp.read_bytes("/missing.bin")
         assert isinstance(caught.value, FileNotFoundError)
-        assert isinstance(caught.value, RemoteStatusError)
-        assert caught.value.status == 2  # FX_NO_SUCH_FILE
+        assert isinstance(caught.value, NotFound)  # the core's protocol-neutral tree
+        assert caught.value.code == 2  # FX_NO_SUCH_FILE
+        assert caught.value.target == "/missing.bin"
         assert "/missing.bin" in str(caught.value)
         assert conn_id in str(caught.value)
         with pytest.raises(RemoteFileNotFound):
@@ -110,9 +123,14 @@ async def test_status_errors_keep_the_connection(sftp_server: SFTPTestServer, co
         with pytest.raises(RemoteFileNotFound):
             await sftp.remove("/missing.bin")
         (sftp_server.root / "exists.bin").write_bytes(b"x")
-        with pytest.raises((RemoteFileExists, RemoteStatusError)):
+        with pytest.raises(RemoteError) as exists:
             async with sftp.open("/exists.bin", "xb"):
                 pass
+        # SFTP v3 servers (this one, OpenSSH) answer FX_FAILURE; v5+ FX_FILE_ALREADY_EXISTS.
+        assert exists.value.code in (4, 11)
+        if exists.value.code == 11:
+            assert isinstance(exists.value, (RemoteFileExists, AlreadyExists, FileExistsError))
+        assert exists.value.target == "/exists.bin"
         stats = sftp.statistics()
         assert stats.retries == 0  # a status answer is not retried
         assert stats.pool.pool.discarded == 0  # and keeps its connection
@@ -145,7 +163,7 @@ async def test_bytes_and_streams(sftp_server: SFTPTestServer, conn_id: str) -> N
             await f.write(b"tail")
         assert (sftp_server.root / "stream.bin").read_bytes() == big + b"tail"
 
-        with pytest.raises(ConfigurationError, match="mode"):
+        with pytest.raises(UsageError, match="mode"):
             async with sftp.open("/data.bin", "rt"):
                 pass
 
@@ -273,3 +291,24 @@ async def test_options_validate_and_go_into_the_spec(conn_id: str) -> None:
         SFTPAdapter(conn_id, root="relative/path")
     with pytest.raises(hookbridge.AdapterClosed):
         await adapter.read_bytes("/x")
+
+
+async def test_the_callers_own_errors_in_an_open_block_pass_unchanged(
+    sftp_server: SFTPTestServer, conn_id: str
+) -> None:
+    async with SFTPAdapter(conn_id) as sftp:
+        # A socket error of the caller's own (not the SFTP connection's): not translated into
+        # a TransportError, and the connection is not blamed for it.
+        mine = ConnectionResetError("the caller's own socket")
+
+        async def write_then_fail() -> None:
+            async with sftp.open("/mine.bin", "wb") as file:
+                await file.write(b"data")
+                raise mine
+
+        with pytest.raises(ConnectionResetError) as caught:
+            await write_then_fail()
+        assert caught.value is mine
+        stats = sftp.statistics()
+        assert (stats.pool.pool.discarded, stats.holding, stats.limits.in_flight) == (0, 0, 0)
+        assert await sftp.read_bytes("/mine.bin") == b"data"

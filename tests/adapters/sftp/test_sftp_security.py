@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -11,8 +12,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from hookbridge import ConfigurationError, HookBridgeError, PathRefused
-from hookbridge.adapters.sftp import SFTPAdapter
+from hookbridge import ConfigurationError, HookBridgeError, PathRefused, Retry
+from hookbridge.adapters.sftp import LocalFileError, SFTPAdapter
 from hookbridge.testing._sftp_server import SFTPTestServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["asyncio"])]
@@ -48,13 +49,13 @@ async def test_host_key_from_a_known_hosts_file(
     known.write_text(sftp_server.known_hosts_line + "\n")
     conn_id = connect(host_key=None, known_hosts=str(known))
     async with SFTPAdapter(conn_id) as sftp:
-        assert "logged in" in await sftp.check()
+        assert "logged in" in (await sftp.check()).detail
 
 
 async def test_no_host_key_check_is_an_explicit_opt_out(connect: Connect) -> None:
     conn_id = connect(host_key=None, no_host_key_check=True)
     async with SFTPAdapter(conn_id) as sftp:
-        assert "logged in" in await sftp.check()
+        assert "logged in" in (await sftp.check()).detail
 
 
 async def test_key_file_authentication(connect: Connect, sftp_server: SFTPTestServer) -> None:
@@ -143,8 +144,7 @@ async def test_secrets_never_leak(
         ({"ciphers": "aes128-gcm@openssh.com, nonsense"}, "hookbridge.ciphers"),
         ({"ciphers": []}, "hookbridge.ciphers"),
         ({"ciphers": 128}, "hookbridge.ciphers"),
-        # the core names this one "hookbridge.attempts" (reported to the lead)
-        ({"retry": {"attempts": 0}}, "hookbridge."),
+        ({"retry": {"attempts": 0}}, "hookbridge.retry.attempts"),
     ],
 )
 async def test_bad_hookbridge_extra_names_conn_id_and_key(
@@ -155,8 +155,7 @@ async def test_bad_hookbridge_extra_names_conn_id_and_key(
         async with SFTPAdapter(conn_id):
             pass
     assert caught.value.conn_id == conn_id
-    assert caught.value.field is not None
-    assert caught.value.field.startswith(field)
+    assert caught.value.field == field
     assert f"conn_id {conn_id!r}" in str(caught.value)
 
 
@@ -284,15 +283,15 @@ async def test_aes_gcm_is_preferred_and_the_ciphers_option_applies(connect: Conn
     conn_id = connect()
     async with SFTPAdapter(conn_id) as sftp:
         # check() reports the cipher the live connection negotiated
-        assert (await sftp.check()).endswith(", cipher aes256-gcm@openssh.com")
+        assert (await sftp.check()).detail.endswith(", cipher aes256-gcm@openssh.com")
     conn_id = connect("sftp_chacha", hookbridge={"ciphers": ["chacha20-poly1305@openssh.com"]})
     async with SFTPAdapter(conn_id) as sftp:
-        assert (await sftp.check()).endswith(", cipher chacha20-poly1305@openssh.com")
+        assert (await sftp.check()).detail.endswith(", cipher chacha20-poly1305@openssh.com")
     async with SFTPAdapter(conn_id, ciphers="aes128-ctr, aes128-gcm@openssh.com") as sftp:
         assert sftp.spec()["options"] == {
             "ciphers": ["aes128-ctr", "aes128-gcm@openssh.com"]
         }  # explicit wins over the extra, and goes into the spec
-        assert (await sftp.check()).endswith(", cipher aes128-ctr")
+        assert (await sftp.check()).detail.endswith(", cipher aes128-ctr")
     with pytest.raises(ConfigurationError) as caught:
         SFTPAdapter(conn_id, ciphers=["aes128-gcm@openssh.com", "arcfour"])
     assert caught.value.conn_id == conn_id
@@ -309,6 +308,71 @@ async def test_a_server_without_aes_gcm_still_negotiates(
         conn = server.airflow_connection(auth="password")
         monkeypatch.setenv("AIRFLOW_CONN_SFTP_OLD_CIPHERS", json.dumps(conn))
         async with SFTPAdapter("sftp_old_ciphers") as sftp:
-            assert (await sftp.check()).endswith(", cipher aes192-ctr")
+            assert (await sftp.check()).detail.endswith(", cipher aes192-ctr")
             await sftp.write_bytes("x.bin", b"data")
             assert await sftp.read_bytes("x.bin") == b"data"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["../jail-other/x.txt", "/jail-other/x.txt", "/jailbreak", "../jailbreak", "sibling/x.txt"],
+)
+async def test_siblings_sharing_the_roots_prefix_are_outside_it(
+    conn_id: str, sftp_server: SFTPTestServer, jail: Path, sent_requests: Sent, path: str
+) -> None:
+    # "/jail-other" and "/jailbreak" start with "/jail" but are not below it; "sibling" is a
+    # link inside the jail into "/jail-other", which only the server's realpath reveals.
+    (jail / "jail-other").mkdir()
+    (jail / "jail-other" / "x.txt").write_bytes(b"SIBLING")
+    (jail / "jailbreak").write_bytes(b"BREAK")
+    sftp_server.make_symlink("jail/sibling", "../jail-other")
+    async with SFTPAdapter(conn_id, root="/jail") as sftp:
+        sent_requests()
+        with pytest.raises(PathRefused) as caught:
+            await sftp.read_bytes(path)
+        assert "outside" in str(caught.value)
+        with pytest.raises(PathRefused):
+            await sftp.write_bytes(path, b"overwritten")
+        with pytest.raises(PathRefused):
+            await sftp.stat(path)
+        sent = sent_requests()
+        # At most questions about the path (the link case); nothing was opened or written.
+        assert all(m.startswith(("Sending realpath", "Sending lstat")) for m in sent), sent
+    assert (jail / "jail-other" / "x.txt").read_bytes() == b"SIBLING"
+    assert (jail / "jailbreak").read_bytes() == b"BREAK"
+
+
+async def test_a_missing_key_file_is_a_configuration_error_at_once(
+    connect: Connect, sftp_server: SFTPTestServer, tmp_path: Path
+) -> None:
+    missing = str(tmp_path / "no-such-key")
+    conn_id = connect("sftp_no_key", auth="key", key_file=missing)
+    with pytest.raises(ConfigurationError) as caught:
+        async with SFTPAdapter(conn_id, retry=Retry(attempts=4, backoff=30.0)):
+            pass
+    assert caught.value.conn_id == conn_id
+    assert caught.value.field == "extra.key_file"
+    assert missing in str(caught.value)
+    # Refused before connecting, and not retried (a 30 s backoff would have shown).
+    assert sftp_server.statistics().connections_total == 0
+
+
+async def test_downloading_into_a_missing_local_directory_names_it(
+    conn_id: str, sftp_server: SFTPTestServer, tmp_path: Path
+) -> None:
+    sftp_server.populate_small(count=1, size=100)
+    large = sftp_server.populate_large("large.bin", 600 * 1024)
+    missing = tmp_path / "no" / "such-dir"
+    async with SFTPAdapter(conn_id, block_size=64 * 1024) as sftp:
+        for remote in ("/small/f00000.bin", "/" + large):  # one request / parallel blocks
+            with pytest.raises(LocalFileError) as caught:
+                await sftp.download(remote, missing / "copy.bin")
+            message = str(caught.value)
+            assert f"the local directory {str(missing)!r} does not exist" in message
+            assert "hookbridge-part" not in message  # not the internal temporary name
+            assert isinstance(caught.value, OSError)
+            assert caught.value.errno == errno.ENOENT
+        stats = sftp.statistics()
+        assert stats.retries == 0
+        assert stats.pool.pool.discarded == 0  # the connection was not blamed
+    assert not (tmp_path / "no").exists()

@@ -7,16 +7,22 @@ The core never imports an adapter: parts are found through entry points, like ad
 from __future__ import annotations
 
 import importlib
+import json
+import os
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .._adapter import AdapterStatistics
 
 __all__ = [
     "DEMO_ENTRY_POINT_GROUP",
+    "RecordingUI",
     "DemoPart",
     "DemoResult",
     "DemoUI",
@@ -26,6 +32,21 @@ __all__ = [
 ]
 
 DEMO_ENTRY_POINT_GROUP = "hookbridge.demos"
+
+
+@contextmanager
+def airflow_connection(conn_id: str, connection: Mapping[str, Any]) -> Iterator[None]:
+    """``conn_id`` as an Airflow connection (``AIRFLOW_CONN_*``) for the block, then as before."""
+    env_var = f"AIRFLOW_CONN_{conn_id.upper()}"
+    previous = os.environ.get(env_var)
+    os.environ[env_var] = json.dumps(connection)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(env_var, None)
+        else:
+            os.environ[env_var] = previous
 
 
 @dataclass
@@ -42,6 +63,29 @@ class DemoResult:
     peak_memory: int = 0
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of_calls(
+        cls,
+        part: str,
+        stats: AdapterStatistics,
+        *,
+        seconds: float,
+        failed: int,
+        received: int,
+        notes: str,
+    ) -> DemoResult:
+        """A part whose operations are its adapter's calls (``failed``: the part's own count)."""
+        return cls(
+            part=part,
+            operations=stats.calls,
+            seconds=seconds,
+            retries=stats.retries,
+            throttles=stats.throttled,
+            failed=failed + stats.failed,
+            bytes=received,
+            notes=notes,
+        )
 
     @property
     def throughput(self) -> float:
@@ -98,3 +142,31 @@ async def run_part(part: DemoPart, ui: DemoUI) -> DemoResult:
         result.seconds = box["seconds"]
     result.peak_memory = int(box["peak"])
     return result
+
+
+class _RecordedBar:
+    def __init__(self, total: int | None) -> None:
+        self.total = total
+        self.done = 0
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+
+    def update(self, *, total: int | None = None, description: str | None = None) -> None:
+        if total is not None:
+            self.total = total
+
+
+class RecordingUI:
+    """A :class:`DemoUI` that keeps its progress bars and log lines, for tests of demo parts."""
+
+    def __init__(self) -> None:
+        self.bars: list[_RecordedBar] = []
+        self.lines: list[str] = []
+
+    def progress(self, description: str, total: int | None = None) -> ProgressHandle:
+        self.bars.append(_RecordedBar(total))
+        return self.bars[-1]
+
+    def log(self, message: str) -> None:
+        self.lines.append(message)

@@ -9,27 +9,24 @@ file's SHA-256 against the server's copy.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import shutil
 import tempfile
 
 import anyio
 
-from hookbridge._demo import DemoResult, DemoUI
-from hookbridge._retry import Retry
-
-from ._adapter import SFTPAdapter, TransferProgress
+from hookbridge import Retry
+from hookbridge._demos import DemoResult, DemoUI, airflow_connection
+from hookbridge.adapters.sftp import SFTPAdapter, TransferProgress
 
 __all__ = ["run"]
 
 CONN_ID = "hookbridge_demo_sftp"
-_ENV = "AIRFLOW_CONN_" + CONN_ID.upper()
 MiB = 1024 * 1024
 
 
 def _populate(server_root: str) -> tuple[list[str], int]:
-    from hookbridge.testing._sftp_server import populate_large, populate_tree
+    from hookbridge.testing._sftp_files import populate_large, populate_tree
 
     files = populate_tree(server_root, "tree", depth=3, fanout=3, files_per_dir=4, size=8192)
     files.append(populate_large(server_root, "tree/big.bin", 24 * MiB))
@@ -37,7 +34,7 @@ def _populate(server_root: str) -> tuple[list[str], int]:
 
 
 def _checksums_match(server_root: str, local_root: str, files: list[str]) -> list[str]:
-    from hookbridge.testing._sftp_server import sha256_of
+    from hookbridge.testing._sftp_files import sha256_of
 
     bad = []
     for rel in files:
@@ -60,30 +57,29 @@ async def run(ui: DemoUI) -> DemoResult:
     server_root = os.path.join(work, "server")
     local_root = os.path.join(work, "download")
     os.makedirs(server_root)
-    previous = os.environ.get(_ENV)
     try:
         files, total_bytes = await anyio.to_thread.run_sync(_populate, server_root)
         # Airflow's import takes seconds: pay it before the clock starts, off the event loop.
         await anyio.to_thread.run_sync(importlib.import_module, "airflow.providers.sftp.hooks.sftp")
         async with SFTPTestServer(root=server_root) as server:
-            os.environ[_ENV] = json.dumps(server.airflow_connection())
-            ui.log(
-                f"sftp: serving {len(files)} files ({total_bytes / MiB:.1f} MiB) on "
-                f"127.0.0.1:{server.port}; one connection will be dropped mid-transfer"
-            )
-            bar = ui.progress("sftp: download_tree", total=len(files))
+            with airflow_connection(CONN_ID, server.airflow_connection()):
+                ui.log(
+                    f"sftp: serving {len(files)} files ({total_bytes / MiB:.1f} MiB) on "
+                    f"127.0.0.1:{server.port}; one connection will be dropped mid-transfer"
+                )
+                bar = ui.progress("sftp: download_tree", total=len(files))
 
-            def advance(event: TransferProgress) -> None:
-                bar.advance(1)
+                def advance(event: TransferProgress) -> None:
+                    bar.advance(1)
 
-            # The server aborts the connection serving the middle of the large file.
-            server.drop_after_bytes(12 * MiB)
-            started = anyio.current_time()
-            async with SFTPAdapter(CONN_ID, retry=Retry(attempts=3, backoff=0.1)) as sftp:
-                result = await sftp.download_tree("/tree", local_root, progress=advance)
-                stats = sftp.statistics()
-            seconds = anyio.current_time() - started
-            drops = server.statistics().drops
+                # The server aborts the connection serving the middle of the large file.
+                server.drop_after_bytes(12 * MiB)
+                started = anyio.current_time()
+                async with SFTPAdapter(CONN_ID, retry=Retry(attempts=3, backoff=0.1)) as sftp:
+                    result = await sftp.download_tree("/tree", local_root, progress=advance)
+                    stats = sftp.statistics()
+                seconds = anyio.current_time() - started
+                drops = server.statistics().drops
         bad = await anyio.to_thread.run_sync(_checksums_match, server_root, local_root, files)
         pool = stats.pool
         notes = (
@@ -104,9 +100,5 @@ async def run(ui: DemoUI) -> DemoResult:
             notes=notes,
         )
     finally:
-        if previous is None:
-            os.environ.pop(_ENV, None)
-        else:
-            os.environ[_ENV] = previous
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(shutil.rmtree, work, True)

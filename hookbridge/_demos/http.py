@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
 from typing import Any
 
-from hookbridge._demo import DemoResult, DemoUI
+from hookbridge._demos import DemoResult, DemoUI, airflow_connection
 
 # Importing Airflow creates $AIRFLOW_HOME/logs: keep a demo run out of the user's home. Airflow and
 # the servers are imported here, when the demo loads its parts, so that their import is not counted
@@ -17,12 +16,9 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="hookbridge-demo-a
 
 import airflow.providers.http.hooks.http  # noqa: F401
 
-from hookbridge._limits import Limits
-from hookbridge._pagination import NextLink
+from hookbridge import Limits, NextLink
+from hookbridge.adapters.http import HttpAdapter, Response
 from hookbridge.testing._http_server import HTTPTestServer
-
-from ._adapter import HttpAdapter
-from ._response import Response
 
 __all__ = ["run"]
 
@@ -36,26 +32,22 @@ THROTTLES = {500: (429, "1"), 1300: (503, "1")}
 
 async def run(ui: DemoUI) -> DemoResult:
     """List 2,000 items (pages of 100) and fetch each one's details, 50 at a time."""
-    env_var = f"AIRFLOW_CONN_{CONN_ID.upper()}"
-    previous = os.environ.get(env_var)
     # A password long enough for Airflow's secret masker (it skips secrets under 5 characters).
     async with HTTPTestServer(items=ITEMS, password="demo-secret") as server:
-        os.environ[env_var] = json.dumps(
-            {
-                "conn_type": "http",
-                "host": server.host,
-                "port": server.port,
-                "login": server.user,
-                "password": server.password,
-                "extra": {
-                    "hookbridge": {
-                        "retry": {"attempts": 5, "backoff": 0.05},
-                        "pool": {"max_connections": 50},
-                    }
-                },
-            }
-        )
-        try:
+        connection = {
+            "conn_type": "http",
+            "host": server.host,
+            "port": server.port,
+            "login": server.user,
+            "password": server.password,
+            "extra": {
+                "hookbridge": {
+                    "retry": {"attempts": 5, "backoff": 0.05},
+                    "pool": {"max_connections": 50},
+                }
+            },
+        }
+        with airflow_connection(CONN_ID, connection):
             limits = Limits(rate="5000/s", burst=50, max_concurrency=50)
             async with HttpAdapter(CONN_ID, limits=limits) as api:
                 started = time.perf_counter()  # the workload, not the server's start-up
@@ -82,20 +74,13 @@ async def run(ui: DemoUI) -> DemoResult:
                             server.throttle(1, status, retry_after, path_prefix="/items/")
                 seconds = time.perf_counter() - started
                 stats = api.statistics()
-        finally:
-            if previous is None:
-                os.environ.pop(env_var, None)
-            else:
-                os.environ[env_var] = previous
         pages = server.count("/paged/nextlink")
-    return DemoResult(
-        part="http",
-        operations=stats.calls,
+    return DemoResult.of_calls(
+        "http",
+        stats,
         seconds=seconds,
-        retries=stats.retries,
-        throttles=stats.throttled,
-        failed=failed + stats.failed,
-        bytes=received,
+        failed=failed,
+        received=received,
         notes=(
             f"{done:,} items from {pages} pages streamed into a 50-wide fan-out; "
             f"{stats.throttled} Retry-After (429, 503) honoured by every caller (shared cool-down)"
