@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 __all__ = ["MSGraphAdapter"]
 
 DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
+#: How a Graph collection pages: ``value`` holds the items, ``@odata.nextLink`` the next page.
+ODATA_PAGES = NextLink(link="@odata.nextLink", items="value")
 # What a query value may show unencoded: Graph's own links keep $, commas and quotes readable.
 _QUERY_SAFE = "$,'()*:@/"
 
@@ -366,7 +368,7 @@ class MSGraphAdapter(Adapter):
         return PageStream(
             self._fetch_page,
             lambda: self._first(url, query, headers),
-            NextLink(link="@odata.nextLink", items="value"),
+            ODATA_PAGES,
             hosts=self._hosts,
             **options,
         )

@@ -14,6 +14,7 @@ from collections.abc import (
 )
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from functools import partial
 from typing import Any, TypeVar
 
 import anyio
@@ -154,6 +155,66 @@ def _pager(
     return _Pager(fetch, request, skip, strategy, guard, max_pages, max_items)
 
 
+def _redacted(error: MalformedResponse, guard: HostPolicy) -> MalformedResponse:
+    """``error`` with the adapter's secrets taken out of its reason and URL."""
+    secrets = guard.secrets
+    if not secrets:
+        return error
+    # A server may echo a credential into a link: the core strategies do not know the adapter's
+    # secrets, so the error is redacted here (and not chained to the original).
+    url = None if error.url is None else redact(error.url, secrets)
+    redacted = MalformedResponse(redact(error.reason, secrets), url=url)
+    redacted.__suppress_context__ = True
+    return redacted
+
+
+class _After:
+    """What follows a fetched page: its next request, worked out once, when first wanted.
+
+    Wanted by the page loop when the next page is asked for, or by ``page.cursor``; never before
+    the page is handed over, so the first item does not wait for the next link to be read,
+    resolved and checked. Once worked out, the page's response is let go.
+    """
+
+    __slots__ = ("_error", "_request", "_work", "page_request")
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        request: PageRequest,
+        response: PageResponse,
+        items: list[Any],
+        guard: HostPolicy,
+    ) -> None:
+        self._work: tuple[Strategy, PageResponse, list[Any], HostPolicy] | None = (
+            strategy,
+            response,
+            items,
+            guard,
+        )
+        self._request: PageRequest | None = None
+        self._error: MalformedResponse | None = None
+        #: The request of the page this follows (the loop check remembers it).
+        self.page_request = request
+
+    def request(self) -> PageRequest | None:
+        """The next page's request, None after the last page; MalformedResponse for a bad link."""
+        work, self._work = self._work, None
+        if work is not None:
+            strategy, response, items, guard = work
+            try:
+                self._request = strategy.next_request(self.page_request, response, items)
+            except MalformedResponse as error:
+                self._error = _redacted(error, guard)
+        if self._error is not None:
+            raise self._error
+        return self._request
+
+    def cursor(self) -> dict[str, Any] | None:
+        following = self.request()
+        return None if following is None else following.to_cursor()
+
+
 class _Pager:
     """The page loop: each ``next()`` fetches one page, None once the stream has ended.
 
@@ -174,8 +235,10 @@ class _Pager:
         max_items: int | None,
     ) -> None:
         self._fetch = fetch
-        #: The next page's request; None once the stream has ended.
+        #: The next page's request when known; None once the stream has ended.
         self._request: PageRequest | None = request
+        #: The page before the next one, whose next request is not worked out yet.
+        self._after: _After | None = None
         self._skip = skip
         self._strategy = strategy
         self._guard = guard
@@ -186,10 +249,19 @@ class _Pager:
         # (page number, identity) of the most recent requests, newest last.
         self._recent: deque[tuple[int, tuple[Any, ...]]] = deque(maxlen=_RECENT_PAGES)
 
-    @property
-    def ended(self) -> bool:
-        """Whether ``next()`` would return None without fetching."""
-        return self._request is None
+    def more(self) -> bool:
+        """Whether ``next()`` may fetch another page (works out a pending next link to know).
+
+        A next link that is no good counts as more: ``next()`` raises its error.
+        """
+        after = self._after
+        if after is not None:
+            try:
+                if after.request() is None:
+                    self._after = None
+            except MalformedResponse:
+                return True
+        return self._request is not None or self._after is not None
 
     def __aiter__(self) -> _Pager:
         return self
@@ -203,18 +275,18 @@ class _Pager:
     async def next(self) -> Page[Any] | None:
         """The next page, or None after the last; an error (or a cancellation) ends the stream."""
         request, self._request = self._request, None
+        after, self._after = self._after, None
+        if after is not None:
+            request = after.request()
+            if request is None:
+                return None
+            self._recent.append((self._number, after.page_request._identity()))
         if request is None:
             return None
         try:
             return await self._page(request)
         except MalformedResponse as error:
-            secrets = self._guard.secrets
-            if not secrets:
-                raise
-            # A server may echo a credential into a link: the core strategies do not know the
-            # adapter's secrets, so the error is redacted here (and not chained to the original).
-            url = None if error.url is None else redact(error.url, secrets)
-            raise MalformedResponse(redact(error.reason, secrets), url=url) from None
+            raise _redacted(error, self._guard) from None
 
     async def _page(self, request: PageRequest) -> Page[Any]:
         number = self._number
@@ -234,7 +306,7 @@ class _Pager:
         response = _CachedResponse(await self._fetch(request))
         strategy = self._strategy
         items = strategy.page_items(response)
-        following = strategy.next_request(request, response, items)
+        after = _After(strategy, request, response, items, self._guard)
         self._number = number = number + 1
         start, self._skip = self._skip, 0
         shown = items[start:]
@@ -244,17 +316,14 @@ class _Pager:
             take = max_items - delivered
             if take < len(shown):
                 # Cut inside this page: resuming refetches it and skips what was delivered.
-                position: dict[str, Any] | None = request.to_cursor(skip=start + take)
-            else:
-                position = following.to_cursor() if following is not None else None
-            return Page(number, shown[:take], response.status, page_url, position)
-        position = following.to_cursor() if following is not None else None
+                cut = partial(request.to_cursor, skip=start + take)
+                return Page(number, shown[:take], response.status, page_url, position=cut)
+            return Page(number, shown, response.status, page_url, position=after.cursor)
         self._delivered = delivered + len(shown)
-        if following is not None and (self._max_pages is None or number < self._max_pages):
-            self._recent.append((number, request._identity()))
-            self._request = following
+        if self._max_pages is None or number < self._max_pages:
+            self._after = after
             self._page_url = page_url
-        return Page(number, shown, response.status, page_url, position)
+        return Page(number, shown, response.status, page_url, position=after.cursor)
 
 
 async def iter_items(pages: AsyncIterable[Page[T]]) -> AsyncGenerator[T, None]:
@@ -355,21 +424,29 @@ class _PrefetchingPages(ObjectReceiveStream[Page[Any]]):
     """The receiving end of ``_prefetch_pager``: the first receive fetches page 1 itself.
 
     Page 1 comes in the consumer's own task, with no task start and no handoff before it: the
-    first item costs what one page costs. The producer starts as page 1 arrives, before it is
-    returned, and fetches the pages after it from the same page loop (numbers, limits and the
-    loop check carry on) while the consumer works on page 1.
+    first item costs what one page costs. The producer then fetches the pages after it from
+    the same page loop (numbers, limits and the loop check carry on) while the consumer works
+    on page 1. It starts as page 1 arrives, before it is returned; or, with ``start_later``,
+    when ``start()`` is called (an item stream calls it once the first item is handed over, so
+    that starting a task is not part of the first item's wait) or at the next receive.
     """
 
-    def __init__(self, make: Callable[[], _Pager], n: int, tg: TaskGroup) -> None:
+    def __init__(
+        self, make: Callable[[], _Pager], n: int, tg: TaskGroup, *, start_later: bool
+    ) -> None:
         self._make: Callable[[], _Pager] | None = make
         self._n = n
         self._tg = tg
+        self._start_later = start_later
+        self._pager: _Pager | None = None  # fetched page 1; its producer is not started yet
         self._send: MemoryObjectSendStream[Page[Any]] | None = None
         self._receive: MemoryObjectReceiveStream[Page[Any]] | None = None
         self._rest: _PageStream[Page[Any]] | None = None
         self._closed = False
 
     async def receive(self) -> Page[Any]:
+        if self._pager is not None:
+            self.start()
         if self._rest is not None:
             return await self._rest.receive()
         if self._closed:
@@ -386,15 +463,23 @@ class _PrefetchingPages(ObjectReceiveStream[Page[Any]]):
             raise
         if page is None:  # pragma: no cover - a page loop always has a first page
             raise anyio.EndOfStream
-        if not pager.ended:
-            self._send, self._receive = anyio.create_memory_object_stream[Page[Any]](self._n)
-            failure = _Failure()
-            self._rest = _PageStream(self._receive, failure)
-            self._tg.start_soon(_produce, pager, self._send, failure)
+        self._pager = pager
+        if not self._start_later:
+            self.start()
         return page
 
+    def start(self) -> None:
+        """Start fetching the pages after page 1 (once page 1 has been received)."""
+        pager, self._pager = self._pager, None
+        if pager is None or self._closed or not pager.more():
+            return  # a one-page stream starts no task
+        self._send, self._receive = anyio.create_memory_object_stream[Page[Any]](self._n)
+        failure = _Failure()
+        self._rest = _PageStream(self._receive, failure)
+        self._tg.start_soon(_produce, pager, self._send, failure)
+
     def close(self) -> None:
-        self._closed, self._make = True, None
+        self._closed, self._make, self._pager = True, None, None
         for stream in (self._send, self._receive):
             if stream is not None:
                 stream.close()
@@ -405,17 +490,18 @@ class _PrefetchingPages(ObjectReceiveStream[Page[Any]]):
 
 @asynccontextmanager
 async def _prefetch_pager(
-    make: Callable[[], _Pager], n: int
-) -> AsyncIterator[ObjectReceiveStream[Page[Any]]]:
+    make: Callable[[], _Pager], n: int, *, start_later: bool = False
+) -> AsyncIterator[_PrefetchingPages]:
     """``prefetch`` for a page loop that ``make`` builds at the first receive (``PageStream``).
 
     Errors and limits as ``prefetch``; unlike it, page 1 is fetched in the consumer's task.
+    ``start_later``: see :class:`_PrefetchingPages`.
     """
     _check_prefetch(n)
     stream: _PrefetchingPages | None = None
     try:
         async with owned_task_group() as tg:
-            stream = _PrefetchingPages(make, n, tg)
+            stream = _PrefetchingPages(make, n, tg, start_later=start_later)
             yield stream
     finally:
         if stream is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import (
+    Callable,
     Mapping,
     Sequence,
 )
@@ -249,16 +250,68 @@ def _json_safe(value: Any, where: str, depth: int = 0) -> Any:
     )
 
 
-@dataclass(frozen=True)
 class Page(Generic[T]):
-    """One fetched page.
+    """One fetched page (read-only).
 
     ``cursor`` is the JSON-safe position right after this page (``None`` on the last page):
-    ``paginate(..., cursor=page.cursor)`` continues with exactly the items that follow.
+    ``paginate(..., cursor=page.cursor)`` continues with exactly the items that follow. A page
+    stream works it out when it is first read, not before the page is handed over: most
+    consumers never read it, and the first item should not wait for it. Reading it raises what
+    working it out raises (a next link that is no URL, a URL with a password in it).
     """
+
+    __slots__ = ("_cursor", "_position", "items", "number", "status", "url")
 
     number: int  #: 1-based, counted from where this stream started
     items: Sequence[T]
     status: int
     url: str
-    cursor: dict[str, Any] | None
+    _cursor: dict[str, Any] | None
+    #: Works out the cursor when it is first read (page streams pass it instead of cursor).
+    _position: Callable[[], dict[str, Any] | None] | None
+
+    def __init__(
+        self,
+        number: int,
+        items: Sequence[T],
+        status: int,
+        url: str,
+        cursor: dict[str, Any] | None = None,
+        *,
+        position: Callable[[], dict[str, Any] | None] | None = None,
+    ) -> None:
+        set_ = object.__setattr__
+        set_(self, "number", number)
+        set_(self, "items", items)
+        set_(self, "status", status)
+        set_(self, "url", url)
+        set_(self, "_cursor", cursor)
+        set_(self, "_position", position)
+
+    @property
+    def cursor(self) -> dict[str, Any] | None:
+        position = self._position
+        if position is not None:
+            object.__setattr__(self, "_cursor", position())
+            object.__setattr__(self, "_position", None)
+        return self._cursor
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"a Page is read-only (cannot set {name!r})")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Page):
+            return NotImplemented
+        return (self.number, self.items, self.status, self.url, self.cursor) == (
+            other.number,
+            other.items,
+            other.status,
+            other.url,
+            other.cursor,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Page(number={self.number}, items=<{len(self.items)}>, status={self.status}, "
+            f"url={redact(self.url)!r})"
+        )

@@ -11,20 +11,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapp
 from functools import partial
 from typing import Any, Generic, TypedDict, TypeVar
 
-import anyio
-
 from .._errors import UsageError
 from ._hosts import HostPolicy
-from ._paginate import _Pager, _pager, _pages, _prefetch_pager, iter_items
+from ._paginate import _aclose, _Pager, _pager, _pages, _prefetch_pager, iter_items
 from ._request import Page, PageRequest, PageResponse
 from ._strategies import Strategy
 
 __all__ = ["ItemStream", "PageOptions", "PageStream"]
 
 T = TypeVar("T")
-
-# Closing a page source runs under a shield; a source that hangs in its cleanup is abandoned.
-_CLOSE_TIMEOUT = 5.0
 
 
 class PageOptions(TypedDict, total=False):
@@ -42,13 +37,6 @@ class PageOptions(TypedDict, total=False):
     cursor: Mapping[str, Any] | None
     allowed_hosts: Collection[str] | None
     prefetch: int
-
-
-async def _aclose(iterator: object) -> None:
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT):
-            await aclose()
 
 
 class PageStream(Generic[T]):
@@ -114,17 +102,28 @@ class PageStream(Generic[T]):
         return self._source()
 
     async def __aenter__(self) -> AsyncIterator[Page[T]]:
+        pages, _ = await self._enter(start_later=False)
+        return pages
+
+    async def _enter(
+        self, *, start_later: bool
+    ) -> tuple[AsyncIterator[Page[T]], Callable[[], None] | None]:
+        """Enter the block: the pages, and what starts prefetching (None without prefetch).
+
+        Page 1 is fetched by the first receive, in the caller's task; the prefetching task
+        starts as it arrives, or with ``start_later`` when the returned function is called.
+        """
         if self._entered is not None or self._iterator is not None:
             raise UsageError("this page stream was already entered; call pages() again")
         if not self._prefetch:
             self._iterator = self._source()
-            return self._iterator
-        # Page 1 is fetched by the first receive, in the caller's task; the prefetching task
-        # starts as it arrives.
-        manager = _prefetch_pager(lambda: self._loop(self._first()), self._prefetch)
+            return self._iterator, None
+        manager = _prefetch_pager(
+            lambda: self._loop(self._first()), self._prefetch, start_later=start_later
+        )
         stream = await manager.__aenter__()
         self._entered = manager
-        return aiter(stream)
+        return aiter(stream), stream.start
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
         if self._entered is not None:
@@ -149,8 +148,8 @@ class ItemStream(Generic[T]):
         return iter_items(self._pages.__aiter__())
 
     async def __aenter__(self) -> AsyncIterator[T]:
-        pages = await self._pages.__aenter__()
-        self._iterator = _flatten(pages)
+        pages, start_prefetching = await self._pages._enter(start_later=True)
+        self._iterator = _flatten(pages, start_prefetching)
         return self._iterator
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
@@ -159,8 +158,14 @@ class ItemStream(Generic[T]):
         return await self._pages.__aexit__(*exc_info)
 
 
-async def _flatten(pages: AsyncIterator[Page[T]]) -> AsyncIterator[T]:
+async def _flatten(
+    pages: AsyncIterator[Page[T]], start_prefetching: Callable[[], None] | None
+) -> AsyncIterator[T]:
     # Unlike iter_items, does not close ``pages``: the PageStream block owns it.
     async for page in pages:
         for item in page.items:
             yield item
+            if start_prefetching is not None:
+                # The first item is out: starting the prefetching task was not part of its wait.
+                start_prefetching()
+                start_prefetching = None

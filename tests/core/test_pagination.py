@@ -918,6 +918,90 @@ async def test_prefetch_fetches_page_two_while_the_consumer_holds_page_one() -> 
             assert [page.items async for page in pages] == [[2], [3], [4], []]
 
 
+class Recording:
+    """A strategy that counts the next links it was asked to work out."""
+
+    def __init__(self, inner: Strategy) -> None:
+        self.inner = inner
+        self.asked = 0
+
+    def prepare(self, request: PageRequest) -> PageRequest:
+        return self.inner.prepare(request)
+
+    def page_items(self, response: Any) -> list[Any]:
+        return self.inner.page_items(response)
+
+    def next_request(self, request: PageRequest, response: Any, items: Any) -> PageRequest | None:
+        self.asked += 1
+        return self.inner.next_request(request, response, items)
+
+
+def linked(count: int, size: int = 2) -> dict[str, Reply]:
+    """Pages 1..count of ``size`` items each, joined by @odata.nextLink."""
+    return {
+        f"{API}/p{i}": Reply(
+            {
+                "value": [f"{i}.{j}" for j in range(size)],
+                **({"@odata.nextLink": f"{API}/p{i + 1}"} if i < count else {}),
+            }
+        )
+        for i in range(1, count + 1)
+    }
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+async def test_the_first_item_does_not_wait_for_the_next_link(prefetch: int) -> None:
+    # The next link is read, resolved and checked when the next page is wanted, and with
+    # prefetch the prefetching task starts once the first item is out: neither is part of the
+    # first item's wait. Prefetching still overlaps the consumer's work on page 1.
+    server = Server(linked(3))
+    strategy = Recording(NextLink())
+    stream = PageStream(server.fetch, lambda: PageRequest(f"{API}/p1"), strategy, prefetch=prefetch)
+    with anyio.fail_after(10):
+        async with ItemStream(stream) as items:
+            first = await items.__anext__()
+            await anyio.wait_all_tasks_blocked()
+            assert (first, strategy.asked, len(server.calls)) == ("1.0", 0, 1)
+            second = await items.__anext__()
+            await anyio.wait_all_tasks_blocked()
+            assert second == "1.1"
+            assert len(server.calls) == (3 if prefetch else 1)  # page 1 still being read
+            rest = [item async for item in items]
+    assert rest == ["2.0", "2.1", "3.0", "3.1"]
+    assert strategy.asked == 3
+
+
+async def test_a_page_works_out_its_cursor_when_it_is_read() -> None:
+    server = Server(linked(2))
+    strategy = Recording(NextLink())
+    pages = await collect(paginate(server.fetch, PageRequest(f"{API}/p1"), strategy, max_pages=1))
+    assert strategy.asked == 0  # max_pages: the stream ended without reading the next link
+    assert pages[0].cursor == PageRequest(f"{API}/p2").to_cursor()
+    assert strategy.asked == 1
+    assert pages[0].cursor == PageRequest(f"{API}/p2").to_cursor()
+    assert strategy.asked == 1  # once
+    with pytest.raises(AttributeError, match="read-only"):
+        pages[0].number = 2  # type: ignore[misc]
+
+
+async def test_a_bad_next_link_read_through_the_cursor_is_redacted_too() -> None:
+    server = Server({f"{API}/1": Reply({"value": [1], "@odata.nextLink": "https://x:tok3n/"})})
+    stream = PageStream(
+        server.fetch,
+        lambda: PageRequest(f"{API}/1"),
+        NextLink(),
+        hosts=HostPolicy(API, secrets=["tok3n"]),
+    )
+    async with stream as pages:
+        page = await pages.__anext__()
+        with pytest.raises(MalformedResponse, match="not a URL") as error:
+            page.cursor  # noqa: B018 - reading it works it out
+        assert "tok3n" not in str(error.value)
+        with pytest.raises(MalformedResponse) as again:
+            await pages.__anext__()
+        assert again.value is error.value  # worked out once
+
+
 async def test_a_one_page_stream_with_prefetch_starts_no_task() -> None:
     server = Server({f"{API}/one": Reply({"value": [1, 2]})})
     stream = PageStream(server.fetch, lambda: PageRequest(f"{API}/one"), NextLink(), prefetch=2)
@@ -1094,7 +1178,9 @@ async def test_prefetch_redacts_secrets_in_page_errors(prefetch: int, bad_page: 
         async with ItemStream(stream) as items:
             with pytest.raises(MalformedResponse, match="not a URL") as error:
                 await drain(items, got)
-    assert got == list(range(1, bad_page))  # a page whose next link is bad is not delivered
+    # The page whose next link is bad is delivered (its items are good); the error comes when
+    # the page after it is wanted.
+    assert got == list(range(1, bad_page + 1))
     assert "s3cret" not in str(error.value) and "***" in str(error.value)
     assert error.value.__cause__ is None and error.value.__suppress_context__
 

@@ -85,13 +85,19 @@ async def test_prefetch_fetches_ahead_while_the_consumer_holds_a_page(
         async with api.items("users", query={"$top": 100}, prefetch=2) as items:
             first = await items.__anext__()
             assert first["id"] == "u-000000"
+            # Prefetching starts once the first item is out (not part of its wait; a consumer
+            # that takes one item and leaves costs no second request).
+            await anyio.sleep(0.05)
+            assert len(graph.requests) == 1
+            second = await items.__anext__()
+            assert second["id"] == "u-000001"
             # While this consumer does nothing, pages 2 and 3 (prefetch 2) plus the one being
             # handed over arrive; then the producer waits for room.
             await wait_until(lambda: len(graph.requests) >= 4, "pages fetched ahead")
             await anyio.sleep(0.05)
             assert len(graph.requests) == 4
             rest = [item async for item in items]
-        assert len(rest) == 999
+        assert len(rest) == 998
         with pytest.raises(Exception, match="needs a block"):
             async for _ in api.items("users", prefetch=1):
                 pass
