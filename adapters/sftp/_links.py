@@ -191,14 +191,6 @@ class Links:
         self._booked = 0  # request slots booked over all links
         self._peak = 0
 
-    @property
-    def capacity(self) -> int:
-        return self._capacity
-
-    @property
-    def max_connections(self) -> int:
-        return self._max_connections
-
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def open(self) -> None:

@@ -171,10 +171,6 @@ class Command:
     def command_id(self) -> str:
         return self.record.command_id
 
-    @property
-    def finished(self) -> bool:
-        return self._finished
-
     # -- the client's side -------------------------------------------------------------------
 
     async def receive(
