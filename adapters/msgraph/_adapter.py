@@ -238,8 +238,6 @@ class MSGraphAdapter(Adapter):
                 else f"{exc.declared:,} bytes (its Content-Length)"
             )
             raise self._too_large(url, said, max_body_size) from None
-        if len(response.content) > max_body_size:  # a proxy's transport is not capped
-            raise self._too_large(url, f"{len(response.content):,} bytes", max_body_size)
         if response.status >= 400:
             raise status_error(
                 response.status,

@@ -125,6 +125,31 @@ class GraphResponse:
         return self.json() if self.is_json else self.content
 
 
+def _proxy_mounts(
+    hook: Any, proxies: Mapping[str, Any] | None, verify: Any, trust_env: bool
+) -> dict[str, httpx.AsyncBaseTransport | None] | None:
+    """The connection's ``proxies`` as httpx mounts, read as the provider reads them.
+
+    Built here rather than by the hook's ``to_httpx_proxies``, whose proxy transports verify TLS
+    against the default CA bundle whatever the connection's ``verify`` says, and would bypass
+    the body cap. An empty entry of ``no`` (``"localhost,"``) is skipped: the provider turns it
+    into ``all://``, which switches the proxy off for every host.
+    """
+    if not proxies:
+        return None
+    mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
+    for scheme in ("http", "https"):
+        if proxies.get(scheme):
+            proxied = httpx.AsyncHTTPTransport(
+                proxy=proxies[scheme], verify=verify, trust_env=trust_env
+            )
+            mounts[f"{scheme}://"] = _CappedTransport(proxied)
+    for host in str(proxies.get("no") or "").split(","):
+        if host.strip():
+            mounts[hook.format_no_proxy_url(host.strip())] = None
+    return mounts
+
+
 class _RawResponse(ResponseHandler):
     # Returns httpx's response untouched: status mapping (and Retry-After) stays ours.
     async def handle_response_async(self, response: Any, error_map: Any) -> Any:
@@ -181,16 +206,18 @@ class GraphClient:
             trust_env=bool(self._config.get("trust_env", False)),
             proxies=proxies,
         )
-        # Our own reference to the connection pool: msgraph-core's AsyncGraphTransport, which
-        # wraps it, has no aclose(), so closing the client alone leaves its sockets open.
-        self._transport = httpx.AsyncHTTPTransport(
-            verify=self.settings.verify, trust_env=self.settings.trust_env
+        transport = _CappedTransport(
+            httpx.AsyncHTTPTransport(verify=self.settings.verify, trust_env=self.settings.trust_env)
         )
+        mounts = _proxy_mounts(hook, proxies, self.settings.verify, self.settings.trust_env)
+        # Our own references to the connection pools: msgraph-core's AsyncGraphTransport, which
+        # wraps each of them, has no aclose(), so closing the client alone leaves sockets open.
+        self._pools = [transport, *(pool for pool in (mounts or {}).values() if pool is not None)]
         self._http = GraphClientFactory.create_with_default_middleware(
             api_version=api_version,
             client=httpx.AsyncClient(
-                transport=_CappedTransport(self._transport),
-                mounts=hook.to_httpx_proxies(proxies=proxies),
+                transport=transport,
+                mounts=mounts,
                 timeout=httpx.Timeout(timeout=hook.timeout),
                 trust_env=self.settings.trust_env,
                 base_url=base_url,
@@ -299,7 +326,8 @@ class GraphClient:
     async def aclose(self) -> None:
         try:
             await self._http.aclose()
-            await self._transport.aclose()
+            for pool in self._pools:
+                await pool.aclose()
         finally:
             for credential in self._credentials:
                 # The provider's CachedAsyncTokenCredential makes close() a no-op (kiota would
