@@ -286,7 +286,10 @@ class _Pager:
         try:
             return await self._page(request)
         except MalformedResponse as error:
-            raise _redacted(error, self._guard) from None
+            redacted = _redacted(error, self._guard)
+            if redacted is error:
+                raise  # no secrets to take out: the error as raised, with its cause
+            raise redacted from None
 
     async def _page(self, request: PageRequest) -> Page[Any]:
         number = self._number
